@@ -1,0 +1,622 @@
+/*
+ * The local chunk store. Chunk files live at chunks/ab/cd/<64 hex> (two-level fan-out so
+ * no directory grows past a few hundred entries at millions of chunks). New chunks are
+ * written to tmp/<hex>.<pid>, and cn_store_flush makes them durable with one syncfs,
+ * renames them into place, and syncs again: a chunk is never visible half-written, and a
+ * batch costs two syncs rather than one fsync per chunk. Leftover tmp files of dead
+ * processes are removed at open.
+ */
+#include "dht/dht.h"
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define INDEX_MAP_SIZE (64ull << 30) /* virtual; LMDB files grow as needed */
+
+struct cn_store {
+  char *home;
+  int home_fd;
+  MDB_env *env;
+  MDB_dbi roots;   /* pk → seq u64le || sig || value */
+  MDB_dbi hwm;     /* pk → highest accepted seq u64le */
+  MDB_dbi listed;  /* chunk id → seq of the first commit that listed it */
+  pthread_mutex_t lock;
+  uint8_t (*pending)[CN_ID_BYTES];
+  size_t n_pending, cap_pending;
+};
+
+void cn_log(const char *fmt, ...)
+{
+  char line[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "cairn: %s\n", line);
+}
+
+char *cn_default_home(void)
+{
+  const char *env = getenv("CAIRN_HOME");
+  char *out = NULL;
+  if (env && *env)
+    return strdup(env);
+  const char *home = getenv("HOME");
+  if (asprintf(&out, "%s/.local/share/cairn", home && *home ? home : ".") < 0)
+    return NULL;
+  return out;
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+  for (int i = 0; i < 8; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++)
+    v |= (uint64_t)p[i] << (8 * i);
+  return v;
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+  char buf[4096];
+  snprintf(buf, sizeof buf, "%s", path);
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/')
+      continue;
+    *p = 0;
+    if (mkdir(buf, mode) < 0 && errno != EEXIST)
+      return -errno;
+    *p = '/';
+  }
+  if (mkdir(buf, mode) < 0 && errno != EEXIST)
+    return -errno;
+  return 0;
+}
+
+/* Writes a small file atomically: temp, fsync, rename, fsync the directory. */
+static int write_file_atomic(int dirfd, const char *name, const void *data, size_t len, mode_t mode)
+{
+  char tmp[256];
+  snprintf(tmp, sizeof tmp, ".%s.%d.tmp", name, (int)getpid());
+  int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0)
+    return -errno;
+  int err = 0;
+  if (write(fd, data, len) != (ssize_t)len || fsync(fd) < 0)
+    err = errno ? -errno : -EIO;
+  close(fd);
+  if (!err && renameat(dirfd, tmp, dirfd, name) < 0)
+    err = -errno;
+  if (err)
+    unlinkat(dirfd, tmp, 0);
+  else
+    fsync(dirfd);
+  return err;
+}
+
+static int open_index(cn_store *s)
+{
+  char path[4096];
+  snprintf(path, sizeof path, "%s/index", s->home);
+  int rc = mdb_env_create(&s->env);
+  if (!rc)
+    rc = mdb_env_set_maxdbs(s->env, 8);
+  if (!rc)
+    rc = mdb_env_set_mapsize(s->env, INDEX_MAP_SIZE);
+  if (!rc)
+    rc = mdb_env_open(s->env, path, MDB_NOTLS, 0600);
+  MDB_txn *txn = NULL;
+  if (!rc)
+    rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+  if (!rc)
+    rc = mdb_dbi_open(txn, "roots", MDB_CREATE, &s->roots);
+  if (!rc)
+    rc = mdb_dbi_open(txn, "hwm", MDB_CREATE, &s->hwm);
+  if (!rc)
+    rc = mdb_dbi_open(txn, "listed", MDB_CREATE, &s->listed);
+  if (!rc)
+    rc = mdb_txn_commit(txn);
+  else if (txn)
+    mdb_txn_abort(txn);
+  if (rc) {
+    cn_log("cannot open index %s: %s", path, mdb_strerror(rc));
+    return cn_fail(EIO, "cannot open index %s: %s", path, mdb_strerror(rc));
+  }
+  return 0;
+}
+
+int cn_store_init(const char *home)
+{
+  char path[4096];
+  int rc;
+  static const char *dirs[] = {"", "/chunks", "/tmp", "/index"};
+  for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
+    snprintf(path, sizeof path, "%s%s", home, dirs[i]);
+    if ((rc = mkdir_p(path, 0700)) < 0)
+      return cn_fail(-rc, "cannot create %s: %s", path, strerror(-rc));
+  }
+  int fd = open(home, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return cn_fail(errno, "cannot open %s: %s", home, strerror(errno));
+  if (faccessat(fd, "node.key", F_OK, 0) < 0) {
+    uint8_t seed[CN_SEED_BYTES];
+    cn_nskey k;
+    cn_nskey_generate(&k);
+    memcpy(seed, k.seed, sizeof seed);
+    cn_nskey_wipe(&k);
+    char hex[2 * CN_SEED_BYTES + 2];
+    cn_hex(seed, sizeof seed, hex);
+    strcat(hex, "\n");
+    rc = write_file_atomic(fd, "node.key", hex, strlen(hex), 0600);
+    if (rc < 0) {
+      close(fd);
+      return cn_fail(-rc, "cannot write %s/node.key: %s", home, strerror(-rc));
+    }
+  }
+  close(fd);
+  cn_store *s;
+  if ((rc = cn_store_open(home, &s)) < 0)
+    return rc;
+  cn_store_close(s);
+  return 0;
+}
+
+/* Removes staging files left by processes that no longer exist. */
+static void sweep_tmp(cn_store *s)
+{
+  int fd = openat(s->home_fd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return;
+  DIR *d = fdopendir(fd);
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    const char *dot = strrchr(e->d_name, '.');
+    if (e->d_name[0] == '.' || !dot)
+      continue;
+    pid_t pid = (pid_t)atoi(dot + 1);
+    if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM) && pid != getpid())
+      continue;
+    unlinkat(fd, e->d_name, 0);
+  }
+  if (d)
+    closedir(d);
+}
+
+int cn_store_open(const char *home, cn_store **out)
+{
+  *out = NULL;
+  struct stat st;
+  char probe[4096];
+  snprintf(probe, sizeof probe, "%s/node.key", home);
+  if (stat(probe, &st) < 0)
+    return cn_fail(ENOENT, "no cairn home at %s (run 'cairn init' first)", home);
+  cn_store *s = calloc(1, sizeof *s);
+  s->home = strdup(home);
+  pthread_mutex_init(&s->lock, NULL);
+  s->home_fd = open(home, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int rc = s->home_fd < 0 ? cn_fail(errno, "cannot open %s: %s", home, strerror(errno)) : 0;
+  if (!rc)
+    rc = open_index(s);
+  if (rc) {
+    cn_store_close(s);
+    return rc;
+  }
+  sweep_tmp(s);
+  *out = s;
+  return 0;
+}
+
+void cn_store_close(cn_store *s)
+{
+  if (!s)
+    return;
+  if (s->n_pending)
+    cn_store_flush(s);
+  if (s->env)
+    mdb_env_close(s->env);
+  if (s->home_fd >= 0)
+    close(s->home_fd);
+  pthread_mutex_destroy(&s->lock);
+  free(s->pending);
+  free(s->home);
+  free(s);
+}
+
+const char *cn_store_home(const cn_store *s) { return s->home; }
+
+int cn_store_node_seed(cn_store *s, uint8_t seed[CN_SEED_BYTES])
+{
+  char hex[2 * CN_SEED_BYTES + 8] = {0};
+  int fd = openat(s->home_fd, "node.key", O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return cn_fail(errno, "cannot read node.key: %s", strerror(errno));
+  ssize_t n = read(fd, hex, sizeof hex - 1);
+  close(fd);
+  if (n < 2 * CN_SEED_BYTES)
+    return cn_fail(EIO, "node.key is truncated");
+  hex[2 * CN_SEED_BYTES] = 0;
+  return cn_unhex(hex, seed, CN_SEED_BYTES) < 0 ? cn_fail(EIO, "node.key is corrupt") : 0;
+}
+
+static void chunk_relpath(const uint8_t id[CN_ID_BYTES], char out[80])
+{
+  char hex[CN_HEX_ID_LEN + 1];
+  cn_hex(id, CN_ID_BYTES, hex);
+  snprintf(out, 80, "chunks/%.2s/%.2s/%s", hex, hex + 2, hex);
+}
+
+static void tmp_relpath(const uint8_t id[CN_ID_BYTES], char out[96])
+{
+  char hex[CN_HEX_ID_LEN + 1];
+  cn_hex(id, CN_ID_BYTES, hex);
+  snprintf(out, 96, "tmp/%s.%d", hex, (int)getpid());
+}
+
+const char *cn_store_chunk_path(cn_store *s, const uint8_t id[CN_ID_BYTES])
+{
+  static _Thread_local char path[4200];
+  char rel[80];
+  chunk_relpath(id, rel);
+  snprintf(path, sizeof path, "%s/%s", s->home, rel);
+  return path;
+}
+
+static int is_pending(cn_store *s, const uint8_t id[CN_ID_BYTES])
+{
+  for (size_t i = s->n_pending; i-- > 0;)
+    if (memcmp(s->pending[i], id, CN_ID_BYTES) == 0)
+      return 1;
+  return 0;
+}
+
+int cn_store_has(cn_store *s, const uint8_t id[CN_ID_BYTES])
+{
+  char rel[80];
+  chunk_relpath(id, rel);
+  if (faccessat(s->home_fd, rel, F_OK, 0) == 0)
+    return 1;
+  pthread_mutex_lock(&s->lock);
+  int hit = is_pending(s, id);
+  pthread_mutex_unlock(&s->lock);
+  return hit;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t len)
+{
+  while (len) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return n < 0 ? -errno : -EIO;
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+int cn_store_put(cn_store *s, const uint8_t *data, size_t len, uint8_t id[CN_ID_BYTES])
+{
+  cn_chunk_id(data, len, id);
+  if (cn_store_has(s, id))
+    return 0;
+  char rel[96];
+  tmp_relpath(id, rel);
+  int fd = openat(s->home_fd, rel, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return cn_fail(errno, "cannot stage chunk in %s/tmp: %s", s->home, strerror(errno));
+  int rc = write_all(fd, data, len);
+  if (close(fd) < 0 && !rc)
+    rc = -errno;
+  if (rc) {
+    unlinkat(s->home_fd, rel, 0);
+    return cn_fail(-rc, "cannot write chunk to %s/tmp: %s", s->home, strerror(-rc));
+  }
+  pthread_mutex_lock(&s->lock);
+  if (s->n_pending == s->cap_pending) {
+    s->cap_pending = s->cap_pending ? 2 * s->cap_pending : 256;
+    s->pending = realloc(s->pending, s->cap_pending * CN_ID_BYTES);
+    if (!s->pending)
+      abort();
+  }
+  memcpy(s->pending[s->n_pending++], id, CN_ID_BYTES);
+  pthread_mutex_unlock(&s->lock);
+  return 0;
+}
+
+static int ensure_fanout(cn_store *s, const char *rel)
+{
+  char dir[80];
+  snprintf(dir, sizeof dir, "%.9s", rel); /* chunks/ab */
+  if (mkdirat(s->home_fd, dir, 0700) < 0 && errno != EEXIST)
+    return -errno;
+  snprintf(dir, sizeof dir, "%.12s", rel); /* chunks/ab/cd */
+  if (mkdirat(s->home_fd, dir, 0700) < 0 && errno != EEXIST)
+    return -errno;
+  return 0;
+}
+
+int cn_store_flush(cn_store *s)
+{
+  pthread_mutex_lock(&s->lock);
+  int rc = 0;
+  if (s->n_pending && syncfs(s->home_fd) < 0)
+    rc = cn_fail(errno, "cannot sync the store: %s", strerror(errno));
+  size_t done = 0;
+  for (; !rc && done < s->n_pending; done++) {
+    char from[96], to[80];
+    tmp_relpath(s->pending[done], from);
+    chunk_relpath(s->pending[done], to);
+    int err = ensure_fanout(s, to);
+    if (!err && renameat(s->home_fd, from, s->home_fd, to) < 0)
+      err = -errno;
+    if (err)
+      rc = cn_fail(-err, "cannot move chunk into %s/%s: %s", s->home, to, strerror(-err));
+  }
+  if (done && syncfs(s->home_fd) < 0 && !rc)
+    rc = cn_fail(errno, "cannot sync the store: %s", strerror(errno));
+  /* keep what failed staged, so a later flush retries it */
+  if (rc && done)
+    done--;
+  memmove(s->pending, s->pending + done, (s->n_pending - done) * CN_ID_BYTES);
+  s->n_pending -= done;
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
+static int read_chunk_file(cn_store *s, const uint8_t id[CN_ID_BYTES], uint8_t **data, size_t *len)
+{
+  char rel[96];
+  chunk_relpath(id, rel);
+  int fd = openat(s->home_fd, rel, O_RDONLY | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT) {
+    pthread_mutex_lock(&s->lock);
+    int staged = is_pending(s, id);
+    pthread_mutex_unlock(&s->lock);
+    if (staged) {
+      tmp_relpath(id, rel);
+      fd = openat(s->home_fd, rel, O_RDONLY | O_CLOEXEC);
+    }
+  }
+  if (fd < 0) {
+    char hex[CN_HEX_ID_LEN + 1];
+    cn_hex(id, CN_ID_BYTES, hex);
+    return errno == ENOENT ? cn_fail(ENOENT, "chunk %s is not in the store", hex)
+                           : cn_fail(errno, "cannot open chunk %s: %s", hex, strerror(errno));
+  }
+  struct stat st;
+  if (fstat(fd, &st) < 0) {
+    close(fd);
+    return cn_fail(errno, "cannot stat chunk: %s", strerror(errno));
+  }
+  size_t size = (size_t)st.st_size;
+  uint8_t *buf = malloc(size ? size : 1);
+  size_t got = 0;
+  while (buf && got < size) {
+    ssize_t n = pread(fd, buf + got, size - got, (off_t)got);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      break;
+    got += (size_t)n;
+  }
+  close(fd);
+  if (!buf || got != size) {
+    free(buf);
+    return cn_fail(EIO, "short read of chunk file %s", rel);
+  }
+  *data = buf;
+  *len = size;
+  return 0;
+}
+
+int cn_store_get(cn_store *s, const uint8_t id[CN_ID_BYTES], uint8_t **data, size_t *len)
+{
+  uint8_t *buf = NULL;
+  size_t size = 0;
+  int rc = read_chunk_file(s, id, &buf, &size);
+  if (rc < 0)
+    return rc;
+  uint8_t actual[CN_ID_BYTES];
+  if (size)
+    cn_chunk_id(buf, size, actual);
+  if (!size || memcmp(actual, id, CN_ID_BYTES) != 0) {
+    free(buf);
+    char hex[CN_HEX_ID_LEN + 1];
+    cn_hex(id, CN_ID_BYTES, hex);
+    cn_log("chunk %s is corrupt: its content does not hash to its name (%s)", hex,
+           cn_store_chunk_path(s, id));
+    return cn_fail(EIO, "chunk %s is corrupt", hex);
+  }
+  *data = buf;
+  *len = size;
+  return 0;
+}
+
+int cn_store_verify(cn_store *s, const uint8_t id[CN_ID_BYTES])
+{
+  uint8_t *buf;
+  size_t len;
+  int rc = cn_store_get(s, id, &buf, &len);
+  if (!rc)
+    free(buf);
+  return rc;
+}
+
+int cn_store_foreach(cn_store *s, int (*fn)(const uint8_t id[CN_ID_BYTES], void *ctx), void *ctx)
+{
+  int rc = 0;
+  int top = openat(s->home_fd, "chunks", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR *d1 = top >= 0 ? fdopendir(top) : NULL;
+  struct dirent *e1;
+  while (!rc && d1 && (e1 = readdir(d1))) {
+    if (e1->d_name[0] == '.')
+      continue;
+    int mid = openat(dirfd(d1), e1->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d2 = mid >= 0 ? fdopendir(mid) : NULL;
+    struct dirent *e2;
+    while (!rc && d2 && (e2 = readdir(d2))) {
+      if (e2->d_name[0] == '.')
+        continue;
+      int leaf = openat(dirfd(d2), e2->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      DIR *d3 = leaf >= 0 ? fdopendir(leaf) : NULL;
+      struct dirent *e3;
+      while (!rc && d3 && (e3 = readdir(d3))) {
+        uint8_t id[CN_ID_BYTES];
+        if (e3->d_name[0] != '.' && cn_unhex(e3->d_name, id, CN_ID_BYTES) == 0)
+          rc = fn(id, ctx);
+      }
+      if (d3)
+        closedir(d3);
+    }
+    if (d2)
+      closedir(d2);
+  }
+  if (d1)
+    closedir(d1);
+  return rc;
+}
+
+static MDB_val pk_key(const uint8_t pk[CN_PK_BYTES])
+{
+  return (MDB_val){.mv_size = CN_PK_BYTES, .mv_data = (void *)pk};
+}
+
+int cn_store_root_get(cn_store *s, const uint8_t pk[CN_PK_BYTES], cn_root *root)
+{
+  MDB_txn *txn;
+  int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+  if (rc)
+    return cn_fail(EIO, "index: %s", mdb_strerror(rc));
+  MDB_val k = pk_key(pk), v;
+  rc = mdb_get(txn, s->roots, &k, &v);
+  int out = 0;
+  if (rc == MDB_NOTFOUND)
+    out = cn_fail(ENOENT, "no commit yet for this namespace");
+  else if (rc)
+    out = cn_fail(EIO, "index: %s", mdb_strerror(rc));
+  else if (v.mv_size < 8 + CN_SIG_BYTES || v.mv_size - 8 - CN_SIG_BYTES > CN_ROOT_VALUE_MAX)
+    out = cn_fail(EIO, "index holds a malformed root record");
+  else {
+    const uint8_t *p = v.mv_data;
+    root->seq = get_u64(p);
+    memcpy(root->sig, p + 8, CN_SIG_BYTES);
+    root->value_len = v.mv_size - 8 - CN_SIG_BYTES;
+    memcpy(root->value, p + 8 + CN_SIG_BYTES, root->value_len);
+  }
+  mdb_txn_abort(txn);
+  return out;
+}
+
+uint64_t cn_store_root_seq(cn_store *s, const uint8_t pk[CN_PK_BYTES])
+{
+  MDB_txn *txn;
+  uint64_t seq = 0;
+  if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn))
+    return 0;
+  MDB_val k = pk_key(pk), v;
+  if (mdb_get(txn, s->hwm, &k, &v) == 0 && v.mv_size == 8)
+    seq = get_u64(v.mv_data);
+  mdb_txn_abort(txn);
+  return seq;
+}
+
+int cn_store_root_put(cn_store *s, const uint8_t pk[CN_PK_BYTES], const cn_root *root,
+                      const uint8_t (*listed)[CN_ID_BYTES], size_t n_listed)
+{
+  uint8_t msg[1100];
+  if (root->value_len > CN_ROOT_VALUE_MAX)
+    return cn_fail(EINVAL, "root value too long (%zu bytes)", root->value_len);
+  size_t mlen = cn_root_signing_bytes(root->seq, root->value, root->value_len, msg);
+  if (cn_verify(pk, msg, mlen, root->sig) < 0)
+    return cn_fail(EBADMSG, "root seq %llu is not signed by this namespace's key",
+                   (unsigned long long)root->seq);
+  MDB_txn *txn;
+  int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+  if (rc)
+    return cn_fail(EIO, "index: %s", mdb_strerror(rc));
+  MDB_val k = pk_key(pk), v;
+  uint64_t hwm = 0;
+  if (mdb_get(txn, s->hwm, &k, &v) == 0 && v.mv_size == 8)
+    hwm = get_u64(v.mv_data);
+  if (root->seq <= hwm) {
+    mdb_txn_abort(txn);
+    return cn_fail(ESTALE, "refusing root seq %llu: seq %llu was already seen (rollback)",
+                   (unsigned long long)root->seq, (unsigned long long)hwm);
+  }
+  uint8_t rec[8 + CN_SIG_BYTES + CN_ROOT_VALUE_MAX], seqbuf[8];
+  put_u64(rec, root->seq);
+  memcpy(rec + 8, root->sig, CN_SIG_BYTES);
+  memcpy(rec + 8 + CN_SIG_BYTES, root->value, root->value_len);
+  put_u64(seqbuf, root->seq);
+  v = (MDB_val){.mv_size = 8 + CN_SIG_BYTES + root->value_len, .mv_data = rec};
+  rc = mdb_put(txn, s->roots, &k, &v, 0);
+  v = (MDB_val){.mv_size = 8, .mv_data = seqbuf};
+  if (!rc)
+    rc = mdb_put(txn, s->hwm, &k, &v, 0);
+  for (size_t i = 0; !rc && i < n_listed; i++) {
+    MDB_val ck = {.mv_size = CN_ID_BYTES, .mv_data = (void *)listed[i]};
+    rc = mdb_put(txn, s->listed, &ck, &v, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST)
+      rc = 0;
+  }
+  if (!rc)
+    rc = mdb_txn_commit(txn);
+  else
+    mdb_txn_abort(txn);
+  if (rc == MDB_MAP_FULL || rc == ENOSPC)
+    return cn_fail(ENOSPC, "index is full: %s", mdb_strerror(rc));
+  if (rc)
+    return cn_fail(EIO, "index: %s", mdb_strerror(rc));
+  return 0;
+}
+
+size_t cn_store_filter_unlisted(cn_store *s, uint8_t (*ids)[CN_ID_BYTES], size_t n)
+{
+  MDB_txn *txn;
+  if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn))
+    return n; /* listing too much is harmless; too little is not */
+  size_t kept = 0;
+  for (size_t i = 0; i < n; i++) {
+    MDB_val k = {.mv_size = CN_ID_BYTES, .mv_data = ids[i]}, v;
+    if (mdb_get(txn, s->listed, &k, &v) == MDB_NOTFOUND)
+      memmove(ids[kept++], ids[i], CN_ID_BYTES);
+  }
+  mdb_txn_abort(txn);
+  return kept;
+}
+
+int cn_store_lock_ns(cn_store *s, const uint8_t pk[CN_PK_BYTES])
+{
+  char id[CN_NSID_LEN + 1], rel[80];
+  cn_nsid(pk, id);
+  if (mkdirat(s->home_fd, "locks", 0700) < 0 && errno != EEXIST)
+    return cn_fail(errno, "cannot create %s/locks: %s", s->home, strerror(errno));
+  snprintf(rel, sizeof rel, "locks/%s", id);
+  int fd = openat(s->home_fd, rel, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return cn_fail(errno, "cannot open lock %s: %s", rel, strerror(errno));
+  while (flock(fd, LOCK_EX) < 0) {
+    if (errno != EINTR) {
+      int e = errno;
+      close(fd);
+      return cn_fail(e, "cannot lock namespace: %s", strerror(e));
+    }
+  }
+  return fd;
+}

@@ -1,0 +1,316 @@
+/*
+ * File content. Bytes are cut by the content-defined chunker, each chunk sealed and
+ * stored; the list of chunk refs lives in the directory entry when short, else in a tree
+ * of manifest nodes. Writing streams through a 1 MiB window, so a 10 GiB file never needs
+ * 10 GiB of memory; tiny files are kept inline in their entry.
+ */
+#include "fs/internal.h"
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define FLUSH_EVERY (256ull << 20) /* bound the work a crash can lose in a long put */
+
+static int read_full(int fd, uint8_t *buf, size_t want, size_t *got, int *eof)
+{
+  *got = 0;
+  while (*got < want) {
+    ssize_t n = read(fd, buf + *got, want - *got);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return cn_fail(errno, "read failed: %s", strerror(errno));
+    if (n == 0) {
+      *eof = 1;
+      break;
+    }
+    *got += (size_t)n;
+  }
+  return 0;
+}
+
+static int write_full(int fd, const uint8_t *p, size_t len)
+{
+  while (len) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return cn_fail(errno, "write failed: %s", strerror(errno));
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+static void ref_encode(cn_buf *b, const cn_ref *r)
+{
+  cn_buf_put(b, r->id, CN_ID_BYTES);
+  cn_buf_put(b, r->key, CN_KEY_BYTES);
+  cn_buf_varint(b, r->len);
+}
+
+static int ref_decode(cn_reader *r, cn_ref *ref)
+{
+  const uint8_t *id = cn_read_raw(r, CN_ID_BYTES);
+  const uint8_t *key = cn_read_raw(r, CN_KEY_BYTES);
+  ref->len = cn_read_varint(r);
+  if (r->bad)
+    return -EIO;
+  memcpy(ref->id, id, CN_ID_BYTES);
+  memcpy(ref->key, key, CN_KEY_BYTES);
+  return 0;
+}
+
+/* Groups refs into manifest nodes level by level until one root is left. */
+static int build_manifest(cn_ns *ns, cn_ref *refs, size_t n, cn_buf *content)
+{
+  uint8_t level = 0;
+  int rc = 0;
+  while (n > 1 || level == 0) {
+    size_t groups = (n + MANIFEST_FANOUT - 1) / MANIFEST_FANOUT;
+    for (size_t g = 0; g < groups && !rc; g++) {
+      size_t start = g * MANIFEST_FANOUT;
+      size_t count = n - start < MANIFEST_FANOUT ? n - start : MANIFEST_FANOUT;
+      cn_buf node = {0};
+      cn_buf_u8(&node, NODE_MANIFEST);
+      cn_buf_u8(&node, NODE_VERSION);
+      cn_buf_u8(&node, level);
+      cn_buf_varint(&node, count);
+      uint64_t total = 0;
+      for (size_t i = 0; i < count; i++) {
+        ref_encode(&node, &refs[start + i]);
+        total += refs[start + i].len;
+      }
+      rc = fs_put_object(ns, node.p, node.len, &refs[g]);
+      refs[g].len = total;
+      cn_buf_free(&node);
+    }
+    if (rc < 0)
+      return rc;
+    n = groups;
+    level++;
+  }
+  cn_buf_u8(content, CONTENT_MANIFEST);
+  cn_buf_u8(content, (uint8_t)(level - 1));
+  ref_encode(content, &refs[0]);
+  return 0;
+}
+
+int fs_file_write(cn_ns *ns, int fd, cn_buf *content, uint64_t *size)
+{
+  size_t window = CN_CHUNK_MAX;
+  uint8_t *buf = malloc(window);
+  cn_ref *refs = NULL;
+  size_t n_refs = 0, cap_refs = 0, have = 0;
+  int eof = 0, rc = 0;
+  *size = 0;
+  content->len = 0;
+  if (!buf)
+    abort();
+  for (;;) {
+    size_t got = 0;
+    if (!eof && (rc = read_full(fd, buf + have, window - have, &got, &eof)) < 0)
+      break;
+    have += got;
+    if (have == 0)
+      break;
+    if (n_refs == 0 && *size == 0 && eof && have <= INLINE_MAX) {
+      cn_buf_u8(content, CONTENT_INLINE);
+      cn_buf_put(content, buf, have);
+      *size = have;
+      have = 0;
+      break;
+    }
+    size_t cut = cn_chunker_cut(&ns->chunker, buf, have, eof);
+    if (n_refs == cap_refs) {
+      cap_refs = cap_refs ? 2 * cap_refs : 16;
+      refs = realloc(refs, cap_refs * sizeof *refs);
+      if (!refs)
+        abort();
+    }
+    if ((rc = fs_put_object(ns, buf, cut, &refs[n_refs])) < 0)
+      break;
+    refs[n_refs++].len = cut;
+    *size += cut;
+    memmove(buf, buf + cut, have - cut);
+    have -= cut;
+    if (ns->staged_bytes >= FLUSH_EVERY) {
+      if ((rc = cn_store_flush(ns->store)) < 0)
+        break;
+      ns->staged_bytes = 0;
+    }
+  }
+  if (!rc && content->len == 0) {
+    if (n_refs <= DIRECT_CHUNKS_MAX) {
+      cn_buf_u8(content, CONTENT_CHUNKS);
+      cn_buf_varint(content, n_refs);
+      for (size_t i = 0; i < n_refs; i++)
+        ref_encode(content, &refs[i]);
+    } else {
+      rc = build_manifest(ns, refs, n_refs, content);
+    }
+  }
+  free(refs);
+  free(buf);
+  return rc;
+}
+
+/* Calls fn for each data chunk ref of a file, in order, descending through manifests. */
+typedef int (*chunk_fn)(cn_ns *ns, const cn_ref *ref, void *ctx);
+
+static int manifest_walk(cn_ns *ns, const cn_ref *node_ref, int level, chunk_fn fn, void *ctx)
+{
+  char hex[CN_HEX_ID_LEN + 1];
+  uint8_t *plain;
+  size_t len;
+  int rc = fs_get_object(ns, node_ref->id, node_ref->key, &plain, &len);
+  if (rc < 0)
+    return rc;
+  cn_hex(node_ref->id, CN_ID_BYTES, hex);
+  cn_reader r;
+  cn_reader_init(&r, plain, len);
+  uint8_t kind = cn_read_u8(&r), version = cn_read_u8(&r), node_level = cn_read_u8(&r);
+  uint64_t count = cn_read_varint(&r), total = 0;
+  if (r.bad || kind != NODE_MANIFEST || version != NODE_VERSION || node_level != level) {
+    free(plain);
+    cn_log("manifest node %s is malformed", hex);
+    return cn_fail(EIO, "manifest node %s is malformed", hex);
+  }
+  for (uint64_t i = 0; !rc && i < count; i++) {
+    cn_ref child;
+    if (ref_decode(&r, &child) < 0) {
+      cn_log("manifest node %s is truncated", hex);
+      rc = cn_fail(EIO, "manifest node %s is truncated", hex);
+      break;
+    }
+    total += child.len;
+    rc = level == 0 ? fn(ns, &child, ctx) : manifest_walk(ns, &child, level - 1, fn, ctx);
+  }
+  if (!rc && (r.pos != r.len || total != node_ref->len)) {
+    cn_log("manifest node %s disagrees with its parent about its length", hex);
+    rc = cn_fail(EIO, "manifest node %s is inconsistent", hex);
+  }
+  free(plain);
+  return rc;
+}
+
+static int walk_chunks(cn_ns *ns, const cn_entry *e, chunk_fn fn, void *ctx, const uint8_t **inline_data)
+{
+  cn_reader r;
+  cn_reader_init(&r, e->content.p, e->content.len);
+  uint8_t form = cn_read_u8(&r);
+  uint64_t total = 0;
+  int rc = 0;
+  *inline_data = NULL;
+  if (r.bad)
+    return cn_fail(EIO, "file '%s' has no content record", e->name);
+  if (form == CONTENT_INLINE) {
+    if (e->content.len - 1 != e->attr.size)
+      return cn_fail(EIO, "file '%s': inline data disagrees with its size", e->name);
+    *inline_data = e->content.p + 1;
+    return 0;
+  }
+  if (form == CONTENT_CHUNKS) {
+    uint64_t n = cn_read_varint(&r);
+    for (uint64_t i = 0; !rc && i < n; i++) {
+      cn_ref ref;
+      if (ref_decode(&r, &ref) < 0)
+        return cn_fail(EIO, "file '%s' has a truncated chunk list", e->name);
+      total += ref.len;
+      rc = fn(ns, &ref, ctx);
+    }
+  } else if (form == CONTENT_MANIFEST) {
+    uint8_t level = cn_read_u8(&r);
+    cn_ref ref;
+    if (ref_decode(&r, &ref) < 0)
+      return cn_fail(EIO, "file '%s' has a truncated manifest reference", e->name);
+    total = ref.len;
+    rc = manifest_walk(ns, &ref, level, fn, ctx);
+  } else {
+    return cn_fail(EIO, "file '%s' has unknown content form %u", e->name, form);
+  }
+  if (!rc && total != e->attr.size)
+    return cn_fail(EIO, "file '%s': chunks add up to %llu bytes, entry says %llu", e->name,
+                   (unsigned long long)total, (unsigned long long)e->attr.size);
+  return rc;
+}
+
+static int copy_chunk(cn_ns *ns, const cn_ref *ref, void *ctx)
+{
+  uint8_t *plain;
+  size_t len;
+  int rc = fs_get_object(ns, ref->id, ref->key, &plain, &len);
+  if (rc < 0)
+    return rc;
+  if (len != ref->len) {
+    char hex[CN_HEX_ID_LEN + 1];
+    cn_hex(ref->id, CN_ID_BYTES, hex);
+    free(plain);
+    cn_log("chunk %s decrypts to %zu bytes, its reference says %llu", hex, len,
+           (unsigned long long)ref->len);
+    return cn_fail(EIO, "chunk %s has the wrong length", hex);
+  }
+  rc = write_full(*(int *)ctx, plain, len);
+  free(plain);
+  return rc;
+}
+
+int fs_file_read(cn_ns *ns, const cn_entry *e, int fd)
+{
+  const uint8_t *inline_data;
+  int rc = walk_chunks(ns, e, copy_chunk, &fd, &inline_data);
+  if (!rc && inline_data)
+    rc = write_full(fd, inline_data, e->attr.size);
+  return rc;
+}
+
+static int count_chunk(cn_ns *ns, const cn_ref *ref, void *ctx)
+{
+  (*(uint64_t *)ctx)++;
+  return 0;
+}
+
+int fs_file_chunks(cn_ns *ns, const cn_entry *e, uint64_t *count)
+{
+  const uint8_t *inline_data;
+  *count = 0;
+  return walk_chunks(ns, e, count_chunk, count, &inline_data);
+}
+
+typedef struct { uint64_t *chunks, *bad; } check_ctx;
+
+static int check_chunk(cn_ns *ns, const cn_ref *ref, void *ctx)
+{
+  check_ctx *c = ctx;
+  uint8_t *plain;
+  size_t len;
+  (*c->chunks)++;
+  char hex[CN_HEX_ID_LEN + 1];
+  cn_hex(ref->id, CN_ID_BYTES, hex);
+  if (fs_get_object(ns, ref->id, ref->key, &plain, &len) < 0) {
+    cn_log("bad chunk %s: %s", hex, cn_err());
+    (*c->bad)++;
+    return 0; /* keep going: report everything that is bad */
+  }
+  free(plain);
+  if (len != ref->len) {
+    cn_log("bad chunk %s: decrypts to %zu bytes, its reference says %llu", hex, len,
+           (unsigned long long)ref->len);
+    (*c->bad)++;
+  }
+  return 0;
+}
+
+int fs_file_check(cn_ns *ns, const cn_entry *e, uint64_t *chunks, uint64_t *bad)
+{
+  const uint8_t *inline_data;
+  check_ctx c = {chunks, bad};
+  int rc = walk_chunks(ns, e, check_chunk, &c, &inline_data);
+  if (rc < 0) {
+    cn_log("file '%s': %s", e->name, cn_err());
+    (*bad)++;
+  }
+  return rc;
+}

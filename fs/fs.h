@@ -1,0 +1,62 @@
+/*
+ * fs/ — namespace trees: files (chunk lists and manifests), directories (sorted entries
+ * split into content-defined tree nodes), commits and signed roots. This header is what
+ * the CLI uses today; the FUSE mount is built on the same calls.
+ *
+ * A cn_ns is one namespace opened at its latest commit. Changes are made in memory and
+ * become durable together in cn_ns_commit (one signed root per batch, not per file).
+ * Paths are absolute within the namespace ("/", "/a/b"); "" means "/".
+ */
+#ifndef CAIRN_FS_H
+#define CAIRN_FS_H
+
+#include "dht/dht.h"
+#include <stdint.h>
+
+typedef enum { CN_FILE = 1, CN_DIR = 2, CN_SYMLINK = 3, CN_FIFO = 4, CN_SOCKET = 5 } cn_ftype;
+
+typedef struct {
+  cn_ftype type;
+  uint32_t mode; /* permission bits, 07777 */
+  uint32_t uid, gid;
+  uint64_t size; /* bytes for files, target length for symlinks */
+  int64_t mtime_ns, atime_ns, ctime_ns;
+} cn_attr;
+
+typedef struct cn_ns cn_ns;
+
+/* Opens at the latest commit this node holds (an empty tree if there is none yet).
+ * for_write takes the namespace's writer lock and needs a write key (-EROFS otherwise). */
+int cn_ns_open(cn_store *s, const cn_nskey *key, int for_write, cn_ns **out);
+void cn_ns_close(cn_ns *ns);
+uint64_t cn_ns_seq(const cn_ns *ns);
+
+int cn_ns_stat(cn_ns *ns, const char *path, cn_attr *attr);
+typedef int (*cn_list_fn)(const char *name, const cn_attr *attr, void *ctx);
+/* Entries in name order; a non-zero return from fn stops the listing and is returned. */
+int cn_ns_list(cn_ns *ns, const char *path, cn_list_fn fn, void *ctx);
+int cn_ns_readlink(cn_ns *ns, const char *path, char **target);
+/* Writes a file's bytes to fd, verifying and decrypting every chunk. */
+int cn_ns_read_to_fd(cn_ns *ns, const char *path, int fd);
+/* Number of data chunks a file is stored in. */
+int cn_ns_chunk_count(cn_ns *ns, const char *path, uint64_t *count);
+
+/* Mutations (write key required; -EROFS otherwise). meta's type is implied by the call;
+ * NULL meta means "now, 0644/0755, the caller's uid and gid". */
+int cn_ns_write_from_fd(cn_ns *ns, const char *path, int fd, const cn_attr *meta);
+int cn_ns_mkdir(cn_ns *ns, const char *path, const cn_attr *meta, int parents);
+int cn_ns_symlink(cn_ns *ns, const char *path, const char *target, const cn_attr *meta);
+int cn_ns_mknod(cn_ns *ns, const char *path, cn_ftype type, const cn_attr *meta);
+int cn_ns_setattr(cn_ns *ns, const char *path, const cn_attr *attr);
+int cn_ns_remove(cn_ns *ns, const char *path, int recursive);
+/* Seals changed nodes, writes a commit, signs and stores the root. No-op when nothing
+ * changed since the last commit (a namespace with no commit yet always gets one). */
+int cn_ns_commit(cn_ns *ns);
+
+/* Verifies every commit from the latest back, every chunk they list and (with a read key)
+ * every node and chunk reachable from the latest tree. Problems are logged one per line;
+ * returns 0 when clean, -EIO when something is bad. */
+typedef struct { uint64_t commits, chunks, files, bad; } cn_check_report;
+int cn_ns_check(cn_store *s, const cn_nskey *key, cn_check_report *report);
+
+#endif

@@ -1,0 +1,79 @@
+/* fs/ private: the in-memory tree shared by tree.c, file.c and ns.c. */
+#ifndef CAIRN_FS_INTERNAL_H
+#define CAIRN_FS_INTERNAL_H
+
+#include "fs/fs.h"
+
+#define NODE_DIR 'D'
+#define NODE_MANIFEST 'M'
+#define NODE_VERSION 1
+#define CONTENT_INLINE 0
+#define CONTENT_CHUNKS 1
+#define CONTENT_MANIFEST 2
+#define INLINE_MAX 1024       /* files up to this size live in their directory entry */
+#define DIRECT_CHUNKS_MAX 16  /* up to this many chunk refs live in the entry itself */
+#define MANIFEST_FANOUT 4096
+#define NODE_SOFT_MAX (64 * 1024)
+#define REF_BYTES (CN_ID_BYTES + CN_KEY_BYTES)
+
+typedef struct cn_dir cn_dir;
+
+typedef struct {
+  char *name;
+  cn_attr attr;
+  cn_buf content; /* encoded per type: see docs/FORMAT.md "Entry content" */
+  cn_dir *dir;    /* loaded child directory, dirs only */
+} cn_entry;
+
+struct cn_dir {
+  cn_entry **ents;
+  size_t n, cap;
+  cn_entry *owner;
+  cn_dir *parent;
+  int dirty;
+};
+
+typedef struct { uint8_t id[CN_ID_BYTES], key[CN_KEY_BYTES]; uint64_t len; } cn_ref;
+
+struct cn_ns {
+  cn_store *store;
+  cn_nskey key;
+  int lock_fd;
+  uint64_t seq;
+  int has_head;
+  uint8_t head[CN_ID_BYTES];
+  cn_entry root;
+  cn_chunker chunker;
+  uint8_t (*touched)[CN_ID_BYTES]; /* chunks written since the last commit */
+  size_t n_touched, cap_touched;
+  uint64_t staged_bytes;
+  int dirty;
+};
+
+/* objects */
+int fs_put_object(cn_ns *ns, const void *plain, size_t len, cn_ref *ref);
+int fs_get_object(cn_ns *ns, const uint8_t id[CN_ID_BYTES], const uint8_t key[CN_KEY_BYTES],
+                  uint8_t **plain, size_t *len);
+int fs_note_chunk(cn_ns *ns, const uint8_t id[CN_ID_BYTES], size_t len);
+
+/* entries and directories (tree.c) */
+void fs_entry_encode(cn_buf *b, const cn_entry *e);
+int fs_entry_decode(cn_reader *r, cn_entry *e);
+void fs_entry_free(cn_entry *e);
+int fs_dir_load(cn_ns *ns, cn_entry *owner, cn_dir *parent);
+int fs_dir_store(cn_ns *ns, cn_dir *dir);
+cn_entry *fs_dir_find(cn_dir *dir, const char *name, size_t *pos);
+void fs_dir_insert(cn_dir *dir, size_t pos, cn_entry *e);
+void fs_dir_remove(cn_dir *dir, size_t pos);
+/* Walks every node of a stored directory; with visit_entry called per entry. */
+int fs_walk_dir_nodes(cn_ns *ns, const uint8_t id[CN_ID_BYTES], const uint8_t key[CN_KEY_BYTES],
+                      int (*visit_entry)(cn_ns *ns, cn_entry *e, void *ctx), void *ctx);
+
+/* file content (file.c) */
+int fs_file_write(cn_ns *ns, int fd, cn_buf *content, uint64_t *size);
+int fs_file_read(cn_ns *ns, const cn_entry *e, int fd);
+int fs_file_chunks(cn_ns *ns, const cn_entry *e, uint64_t *count);
+/* Verifies and decrypts every chunk and manifest node of a file: 0 or -EIO (logged). */
+int fs_file_check(cn_ns *ns, const cn_entry *e, uint64_t *chunks, uint64_t *bad);
+
+#endif

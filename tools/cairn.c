@@ -1,0 +1,817 @@
+/*
+ * cairn — the command-line interface. Every subcommand opens the node's home, does one
+ * thing, commits once, and exits 0 (done), 1 (it failed: the reason is on stderr) or
+ * 2 (the command line or a cap string was malformed).
+ */
+#include "acl/acl.h"
+#include "fs/fs.h"
+#include <dirent.h>
+#include <stdarg.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_OK 0
+#define EXIT_FAIL 1
+#define EXIT_USAGE 2
+
+static char *home;
+
+static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(int code, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("cairn: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  return code;
+}
+
+/* A library error becomes exit 2 when the input was malformed, else 1. */
+static int fail_rc(int rc, const char *what)
+{
+  return fail(rc == -EINVAL ? EXIT_USAGE : EXIT_FAIL, "%s: %s", what, cn_err());
+}
+
+typedef struct {
+  const char *name, *usage, *help;
+  int (*run)(int argc, char **argv);
+} command;
+
+static const command *current;
+
+static int usage_error(const char *msg)
+{
+  fprintf(stderr, "cairn %s: %s\nusage: cairn %s %s\n", current->name, msg, current->name, current->usage);
+  return EXIT_USAGE;
+}
+
+static int open_store(cn_store **s)
+{
+  int rc = cn_store_open(home, s);
+  return rc < 0 ? fail(EXIT_FAIL, "%s", cn_err()) : 0;
+}
+
+/* Splits "NS:/path" and resolves NS; for_write opens it for writing. */
+static int open_target(const char *arg, cn_store *s, int for_write, cn_ns **ns, const char **path)
+{
+  const char *colon = strchr(arg, ':');
+  if (!colon)
+    return fail(EXIT_USAGE, "'%s' is not of the form NS:/path", arg);
+  char name[CN_CAP_STR_MAX + 8];
+  snprintf(name, sizeof name, "%.*s", (int)(colon - arg), arg);
+  cn_keyring kr;
+  cn_nskey key;
+  int held, rc = cn_keyring_load(home, 0, &kr);
+  if (!rc)
+    rc = cn_keyring_resolve(&kr, name, &key, &held);
+  cn_keyring_free(&kr);
+  if (rc < 0)
+    return fail_rc(rc, name);
+  *path = colon[1] ? colon + 1 : "/";
+  rc = cn_ns_open(s, &key, for_write, ns);
+  cn_nskey_wipe(&key);
+  if (rc < 0)
+    return fail(EXIT_FAIL, "%s: %s", name, cn_err());
+  return 0;
+}
+
+static int commit(cn_ns *ns)
+{
+  int rc = cn_ns_commit(ns);
+  return rc < 0 ? fail(EXIT_FAIL, "commit failed, nothing was changed: %s", cn_err()) : 0;
+}
+
+static void attr_from_stat(cn_attr *a, const struct stat *st)
+{
+  memset(a, 0, sizeof *a);
+  a->mode = st->st_mode & 07777;
+  a->uid = st->st_uid;
+  a->gid = st->st_gid;
+  a->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+  a->atime_ns = (int64_t)st->st_atim.tv_sec * 1000000000 + st->st_atim.tv_nsec;
+  a->ctime_ns = (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
+}
+
+/* ---- init, ns, cap ---- */
+
+static int cmd_init(int argc, char **argv)
+{
+  if (argc > 1)
+    return usage_error("unexpected argument");
+  int rc = cn_store_init(home);
+  if (rc < 0)
+    return fail(EXIT_FAIL, "%s", cn_err());
+  printf("cairn home ready at %s\n", home);
+  return EXIT_OK;
+}
+
+static int ns_new(int argc, char **argv)
+{
+  static const struct option opts[] = {{"name", required_argument, 0, 'n'}, {0, 0, 0, 0}};
+  const char *petname = "";
+  int c;
+  while ((c = getopt_long(argc, argv, "n:", opts, NULL)) != -1) {
+    if (c != 'n')
+      return usage_error("unknown option");
+    petname = optarg;
+  }
+  if (optind != argc)
+    return usage_error("unexpected argument");
+  if (*petname && cn_petname_check(petname) < 0)
+    return fail(EXIT_USAGE, "%s", cn_err());
+  cn_store *s;
+  if (open_store(&s))
+    return EXIT_FAIL;
+  cn_keyring kr;
+  cn_nskey key;
+  cn_ns *ns = NULL;
+  cn_nskey_generate(&key);
+  int rc = cn_keyring_load(home, 1, &kr);
+  if (!rc)
+    rc = cn_keyring_add(&kr, &key, petname);
+  if (!rc)
+    rc = cn_ns_open(s, &key, 1, &ns);
+  if (!rc)
+    rc = cn_ns_commit(ns); /* the first commit makes the empty namespace resolvable */
+  if (!rc)
+    rc = cn_keyring_save(&kr);
+  if (!rc) {
+    cn_cap cap;
+    char str[CN_CAP_STR_MAX];
+    cn_cap_from_nskey(&key, &cap);
+    cn_cap_format(&cap, str);
+    printf("%s\n", str);
+  }
+  int code = rc < 0 ? fail(rc == -EINVAL || rc == -EEXIST ? EXIT_USAGE : EXIT_FAIL, "%s", cn_err()) : EXIT_OK;
+  cn_nskey_wipe(&key);
+  cn_keyring_free(&kr);
+  cn_ns_close(ns);
+  cn_store_close(s);
+  return code;
+}
+
+static const char *access_name(enum cn_access a)
+{
+  return a == CN_ACCESS_WRITE ? "write" : a == CN_ACCESS_READ ? "read" : "verify";
+}
+
+static int ns_ls(int argc, char **argv)
+{
+  if (argc > 1)
+    return usage_error("unexpected argument");
+  cn_store *s;
+  if (open_store(&s))
+    return EXIT_FAIL;
+  cn_keyring kr;
+  int rc = cn_keyring_load(home, 0, &kr);
+  if (rc < 0) {
+    cn_store_close(s);
+    return fail(EXIT_FAIL, "%s", cn_err());
+  }
+  for (size_t i = 0; i < kr.n; i++) {
+    char id[CN_NSID_LEN + 1];
+    cn_nsid(kr.entries[i].key.pk, id);
+    printf("%s  %-6s  seq %-6" PRIu64 "  %s\n", id, access_name(kr.entries[i].key.access),
+           cn_store_root_seq(s, kr.entries[i].key.pk),
+           kr.entries[i].petname[0] ? kr.entries[i].petname : "-");
+  }
+  cn_keyring_free(&kr);
+  cn_store_close(s);
+  return EXIT_OK;
+}
+
+static int ns_add(int argc, char **argv)
+{
+  static const struct option opts[] = {{"name", required_argument, 0, 'n'}, {0, 0, 0, 0}};
+  const char *petname = "";
+  int c;
+  while ((c = getopt_long(argc, argv, "n:", opts, NULL)) != -1) {
+    if (c != 'n')
+      return usage_error("unknown option");
+    petname = optarg;
+  }
+  if (optind + 1 != argc)
+    return usage_error("expected one cap string");
+  cn_cap cap;
+  cn_nskey key;
+  if (cn_cap_parse(argv[optind], &cap) < 0 || cn_nskey_from_cap(&key, &cap) < 0)
+    return fail(EXIT_USAGE, "malformed cap: %s", cn_err());
+  cn_keyring kr;
+  int rc = cn_keyring_load(home, 1, &kr);
+  if (!rc)
+    rc = cn_keyring_add(&kr, &key, petname);
+  if (!rc)
+    rc = cn_keyring_save(&kr);
+  cn_keyring_free(&kr);
+  if (rc < 0)
+    return fail(rc == -EINVAL || rc == -EEXIST ? EXIT_USAGE : EXIT_FAIL, "%s", cn_err());
+  char id[CN_NSID_LEN + 1];
+  cn_nsid(key.pk, id);
+  printf("%s  %s\n", id, access_name(key.access));
+  cn_nskey_wipe(&key);
+  return EXIT_OK;
+}
+
+static int cmd_ns(int argc, char **argv)
+{
+  if (argc < 2)
+    return usage_error("expected new, ls or add");
+  if (!strcmp(argv[1], "new"))
+    return ns_new(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "ls"))
+    return ns_ls(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "add"))
+    return ns_add(argc - 1, argv + 1);
+  return usage_error("expected new, ls or add");
+}
+
+static int cmd_cap(int argc, char **argv)
+{
+  static const struct option opts[] = {{"write", no_argument, 0, 'w'}, {"read", no_argument, 0, 'r'},
+                                       {"verify", no_argument, 0, 'v'}, {0, 0, 0, 0}};
+  int c;
+  enum cn_access want = CN_ACCESS_READ;
+  while ((c = getopt_long(argc, argv, "wrv", opts, NULL)) != -1) {
+    if (c == 'w') want = CN_ACCESS_WRITE;
+    else if (c == 'r') want = CN_ACCESS_READ;
+    else if (c == 'v') want = CN_ACCESS_VERIFY;
+    else return usage_error("unknown option");
+  }
+  if (optind + 1 != argc)
+    return usage_error("expected one namespace");
+  cn_keyring kr;
+  cn_nskey key;
+  int held, rc = cn_keyring_load(home, 0, &kr);
+  if (!rc)
+    rc = cn_keyring_resolve(&kr, argv[optind], &key, &held);
+  cn_keyring_free(&kr);
+  if (rc < 0)
+    return fail_rc(rc, argv[optind]);
+  if (cn_nskey_diminish(&key, want) < 0)
+    return fail(EXIT_FAIL, "%s: only a %s-cap is held, which cannot give a %s-cap", argv[optind],
+                access_name(key.access), access_name(want));
+  cn_cap cap;
+  char str[CN_CAP_STR_MAX];
+  cn_cap_from_nskey(&key, &cap);
+  cn_cap_format(&cap, str);
+  printf("%s\n", str);
+  cn_nskey_wipe(&key);
+  return EXIT_OK;
+}
+
+/* ---- put ---- */
+
+static int import_tree(cn_ns *ns, const char *local, const char *path, int *bad);
+
+static int import_one(cn_ns *ns, const char *local, const char *path, int *bad)
+{
+  struct stat st;
+  cn_attr meta;
+  if (lstat(local, &st) < 0) {
+    (*bad)++;
+    return fail(EXIT_FAIL, "%s: %s", local, strerror(errno)), 0;
+  }
+  attr_from_stat(&meta, &st);
+  int rc = 0;
+  if (S_ISREG(st.st_mode)) {
+    int fd = open(local, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      (*bad)++;
+      return fail(EXIT_FAIL, "%s: %s", local, strerror(errno)), 0;
+    }
+    rc = cn_ns_write_from_fd(ns, path, fd, &meta);
+    close(fd);
+  } else if (S_ISDIR(st.st_mode)) {
+    rc = cn_ns_mkdir(ns, path, &meta, 0);
+    if (!rc)
+      rc = import_tree(ns, local, path, bad);
+    if (!rc) /* children changed the directory's times: put the originals back */
+      rc = cn_ns_setattr(ns, path, &meta);
+  } else if (S_ISLNK(st.st_mode)) {
+    char target[4096];
+    ssize_t n = readlink(local, target, sizeof target - 1);
+    if (n < 0) {
+      (*bad)++;
+      return fail(EXIT_FAIL, "%s: %s", local, strerror(errno)), 0;
+    }
+    target[n] = 0;
+    rc = cn_ns_symlink(ns, path, target, &meta);
+  } else if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) {
+    rc = cn_ns_mknod(ns, path, S_ISFIFO(st.st_mode) ? CN_FIFO : CN_SOCKET, &meta);
+  } else {
+    (*bad)++;
+    fail(EXIT_FAIL, "%s: device files are not stored (skipped)", local);
+    return 0;
+  }
+  if (rc < 0) {
+    /* a store or index failure stops the import; one bad source file does not */
+    if (rc == -ENOSPC || rc == -EIO || rc == -ENOMEM)
+      return fail(EXIT_FAIL, "%s: %s", local, cn_err()), rc;
+    (*bad)++;
+    fail(EXIT_FAIL, "%s: %s", local, cn_err());
+  }
+  return 0;
+}
+
+static int by_name(const struct dirent **a, const struct dirent **b)
+{
+  return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+static int skip_dots(const struct dirent *e)
+{
+  return strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+}
+
+static int import_tree(cn_ns *ns, const char *local, const char *path, int *bad)
+{
+  struct dirent **names;
+  int n = scandir(local, &names, skip_dots, by_name);
+  if (n < 0) {
+    (*bad)++;
+    return fail(EXIT_FAIL, "%s: %s", local, strerror(errno)), 0;
+  }
+  int rc = 0;
+  for (int i = 0; i < n; i++) {
+    if (!rc) {
+      char *child_local, *child_path;
+      if (asprintf(&child_local, "%s/%s", local, names[i]->d_name) < 0 ||
+          asprintf(&child_path, "%s/%s", strcmp(path, "/") ? path : "", names[i]->d_name) < 0)
+        abort();
+      rc = import_one(ns, child_local, child_path, bad);
+      free(child_local);
+      free(child_path);
+    }
+    free(names[i]);
+  }
+  free(names);
+  return rc;
+}
+
+static int cmd_put(int argc, char **argv)
+{
+  static const struct option opts[] = {{"recursive", required_argument, 0, 'r'}, {0, 0, 0, 0}};
+  const char *local = NULL;
+  int c;
+  while ((c = getopt_long(argc, argv, "r:", opts, NULL)) != -1) {
+    if (c != 'r')
+      return usage_error("unknown option");
+    local = optarg;
+  }
+  if (optind + 1 != argc)
+    return usage_error("expected one NS:/path");
+  cn_store *s;
+  cn_ns *ns;
+  const char *path;
+  if (open_store(&s))
+    return EXIT_FAIL;
+  int code = open_target(argv[optind], s, 1, &ns, &path);
+  if (code) {
+    cn_store_close(s);
+    return code;
+  }
+  int bad = 0, rc = 0;
+  if (local) {
+    struct stat st;
+    cn_attr meta;
+    if (stat(local, &st) < 0 || !S_ISDIR(st.st_mode)) {
+      code = fail(EXIT_FAIL, "%s: not a directory", local);
+      goto out;
+    }
+    /* NS:/path becomes a copy of LOCALDIR, replacing whatever was there */
+    rc = cn_ns_remove(ns, path, 1);
+    if (rc < 0 && rc != -ENOENT && rc != -EBUSY) {
+      code = fail(EXIT_FAIL, "%s: %s", path, cn_err());
+      goto out;
+    }
+    attr_from_stat(&meta, &st);
+    if (!strcmp(path, "/") || !path[strspn(path, "/")])
+      rc = 0;
+    else
+      rc = cn_ns_mkdir(ns, path, &meta, 1);
+    if (!rc)
+      rc = import_tree(ns, local, path, &bad);
+    if (!rc)
+      rc = cn_ns_setattr(ns, path, &meta);
+    if (rc < 0) {
+      code = fail(EXIT_FAIL, "%s: %s", path, cn_err());
+      goto out;
+    }
+  } else {
+    if (isatty(STDIN_FILENO)) {
+      code = fail(EXIT_USAGE, "put reads the file from standard input (redirect it: cairn put NS:/path < FILE)");
+      goto out;
+    }
+    if ((rc = cn_ns_write_from_fd(ns, path, STDIN_FILENO, NULL)) < 0) {
+      code = fail(rc == -EINVAL ? EXIT_USAGE : EXIT_FAIL, "%s: %s", path, cn_err());
+      goto out;
+    }
+  }
+  code = commit(ns);
+  if (!code && bad)
+    code = fail(EXIT_FAIL, "%d entries could not be stored (see above); the rest were committed", bad);
+out:
+  cn_ns_close(ns);
+  cn_store_close(s);
+  return code;
+}
+
+/* ---- get ---- */
+
+static int export_tree(cn_ns *ns, const char *path, const char *local);
+
+typedef struct {
+  cn_ns *ns;
+  const char *path, *local;
+  int rc;
+} export_ctx;
+
+static void set_times(const char *local, const cn_attr *a)
+{
+  struct timespec ts[2] = {{a->atime_ns / 1000000000, a->atime_ns % 1000000000},
+                           {a->mtime_ns / 1000000000, a->mtime_ns % 1000000000}};
+  utimensat(AT_FDCWD, local, ts, AT_SYMLINK_NOFOLLOW);
+}
+
+static int export_entry(const char *name, const cn_attr *a, void *ctx_)
+{
+  export_ctx *ctx = ctx_;
+  char *path, *local;
+  if (asprintf(&path, "%s/%s", strcmp(ctx->path, "/") ? ctx->path : "", name) < 0 ||
+      asprintf(&local, "%s/%s", ctx->local, name) < 0)
+    abort();
+  int rc = 0;
+  if (a->type == CN_DIR) {
+    if (mkdir(local, 0700) < 0 && errno != EEXIST)
+      rc = cn_fail(errno, "%s: %s", local, strerror(errno));
+    else
+      rc = export_tree(ctx->ns, path, local);
+  } else if (a->type == CN_FILE) {
+    int fd = open(local, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+      rc = cn_fail(errno, "%s: %s", local, strerror(errno));
+    else {
+      rc = cn_ns_read_to_fd(ctx->ns, path, fd);
+      if (close(fd) < 0 && !rc)
+        rc = cn_fail(errno, "%s: %s", local, strerror(errno));
+    }
+  } else if (a->type == CN_SYMLINK) {
+    char *target;
+    rc = cn_ns_readlink(ctx->ns, path, &target);
+    if (!rc && symlink(target, local) < 0)
+      rc = cn_fail(errno, "%s: %s", local, strerror(errno));
+    if (!rc)
+      free(target);
+  } else if (a->type == CN_FIFO) {
+    if (mkfifo(local, 0600) < 0)
+      rc = cn_fail(errno, "%s: %s", local, strerror(errno));
+  } /* sockets cannot be recreated without a listener: the entry is skipped */
+  if (!rc && a->type != CN_SYMLINK && a->type != CN_SOCKET) {
+    if (geteuid() == 0 && lchown(local, a->uid, a->gid) < 0)
+      rc = cn_fail(errno, "%s: %s", local, strerror(errno));
+    chmod(local, a->mode);
+  }
+  if (!rc && a->type != CN_SOCKET)
+    set_times(local, a);
+  if (rc < 0) {
+    fail(EXIT_FAIL, "%s", cn_err());
+    ctx->rc = rc;
+    rc = (rc == -EIO) ? rc : 0; /* keep going past local problems; stop on corrupt data */
+  }
+  free(path);
+  free(local);
+  return rc;
+}
+
+static int export_tree(cn_ns *ns, const char *path, const char *local)
+{
+  export_ctx ctx = {ns, path, local, 0};
+  int rc = cn_ns_list(ns, path, export_entry, &ctx);
+  return rc < 0 ? rc : ctx.rc;
+}
+
+static int cmd_get(int argc, char **argv)
+{
+  static const struct option opts[] = {{"recursive", required_argument, 0, 'r'}, {0, 0, 0, 0}};
+  const char *local = NULL;
+  int c;
+  while ((c = getopt_long(argc, argv, "r:", opts, NULL)) != -1) {
+    if (c != 'r')
+      return usage_error("unknown option");
+    local = optarg;
+  }
+  if (optind + 1 != argc)
+    return usage_error("expected one NS:/path");
+  cn_store *s;
+  cn_ns *ns;
+  const char *path;
+  if (open_store(&s))
+    return EXIT_FAIL;
+  int code = open_target(argv[optind], s, 0, &ns, &path);
+  if (code) {
+    cn_store_close(s);
+    return code;
+  }
+  int rc;
+  if (local) {
+    cn_attr a;
+    rc = cn_ns_stat(ns, path, &a);
+    if (!rc && a.type != CN_DIR)
+      rc = cn_fail(ENOTDIR, "'%s' is not a directory", path);
+    if (!rc && mkdir(local, 0755) < 0 && errno != EEXIST)
+      rc = cn_fail(errno, "%s: %s", local, strerror(errno));
+    if (!rc)
+      rc = export_tree(ns, path, local);
+    if (!rc) {
+      chmod(local, a.mode);
+      set_times(local, &a);
+    }
+  } else {
+    rc = cn_ns_read_to_fd(ns, path, STDOUT_FILENO);
+  }
+  if (rc < 0)
+    code = fail(EXIT_FAIL, "%s: %s", path, cn_err());
+  cn_ns_close(ns);
+  cn_store_close(s);
+  return code;
+}
+
+/* ---- ls, rm, mkdir ---- */
+
+typedef struct {
+  cn_ns *ns;
+  const char *dir;
+  int longform;
+} ls_ctx;
+
+static void mode_string(const cn_attr *a, char out[11])
+{
+  static const char types[] = {'?', '-', 'd', 'l', 'p', 's'};
+  out[0] = types[a->type <= CN_SOCKET ? a->type : 0];
+  const char *rwx = "rwxrwxrwx";
+  for (int i = 0; i < 9; i++)
+    out[1 + i] = (a->mode & (0400 >> i)) ? rwx[i] : '-';
+  if (a->mode & 04000) out[3] = (a->mode & 0100) ? 's' : 'S';
+  if (a->mode & 02000) out[6] = (a->mode & 0010) ? 's' : 'S';
+  if (a->mode & 01000) out[9] = (a->mode & 0001) ? 't' : 'T';
+  out[10] = 0;
+}
+
+static int ls_entry(const char *name, const cn_attr *a, void *ctx_)
+{
+  ls_ctx *ctx = ctx_;
+  if (!ctx->longform) {
+    printf("%s\n", name);
+    return 0;
+  }
+  char mode[11], when[32];
+  time_t t = (time_t)(a->mtime_ns / 1000000000);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+  mode_string(a, mode);
+  printf("%s %6u %6u %12" PRIu64 " %s %s", mode, a->uid, a->gid, a->size, when, name);
+  if (a->type == CN_SYMLINK) {
+    char *path, *target;
+    if (asprintf(&path, "%s/%s", strcmp(ctx->dir, "/") ? ctx->dir : "", name) < 0)
+      abort();
+    if (cn_ns_readlink(ctx->ns, path, &target) == 0) {
+      printf(" -> %s", target);
+      free(target);
+    }
+    free(path);
+  }
+  putchar('\n');
+  return 0;
+}
+
+static int cmd_ls(int argc, char **argv)
+{
+  int c, longform = 0;
+  while ((c = getopt(argc, argv, "l")) != -1) {
+    if (c != 'l')
+      return usage_error("unknown option");
+    longform = 1;
+  }
+  if (optind + 1 != argc)
+    return usage_error("expected one NS:/path");
+  cn_store *s;
+  cn_ns *ns;
+  const char *path;
+  if (open_store(&s))
+    return EXIT_FAIL;
+  int code = open_target(argv[optind], s, 0, &ns, &path);
+  if (code) {
+    cn_store_close(s);
+    return code;
+  }
+  cn_attr a;
+  ls_ctx ctx = {ns, path, longform};
+  int rc = cn_ns_stat(ns, path, &a);
+  if (!rc && a.type == CN_DIR)
+    rc = cn_ns_list(ns, path, ls_entry, &ctx);
+  else if (!rc) {
+    const char *base = strrchr(path, '/');
+    ctx.dir = "/";
+    rc = ls_entry(base ? base + 1 : path, &a, &ctx);
+  }
+  if (rc < 0)
+    code = fail(EXIT_FAIL, "%s: %s", path, cn_err());
+  cn_ns_close(ns);
+  cn_store_close(s);
+  return code;
+}
+
+static int mutate(int argc, char **argv, const char *flags, int (*op)(cn_ns *ns, const char *path, int flag))
+{
+  int c, flag = 0;
+  while ((c = getopt(argc, argv, flags)) != -1) {
+    if (c == '?')
+      return usage_error("unknown option");
+    flag = 1;
+  }
+  if (optind >= argc)
+    return usage_error("expected NS:/path");
+  cn_store *s;
+  if (open_store(&s))
+    return EXIT_FAIL;
+  int code = EXIT_OK;
+  for (int i = optind; i < argc && !code; i++) {
+    cn_ns *ns;
+    const char *path;
+    code = open_target(argv[i], s, 1, &ns, &path);
+    if (code)
+      break;
+    int rc = op(ns, path, flag);
+    code = rc < 0 ? fail(rc == -EINVAL ? EXIT_USAGE : EXIT_FAIL, "%s: %s", argv[i], cn_err()) : commit(ns);
+    cn_ns_close(ns);
+  }
+  cn_store_close(s);
+  return code;
+}
+
+static int rm_op(cn_ns *ns, const char *path, int recursive) { return cn_ns_remove(ns, path, recursive); }
+static int mkdir_op(cn_ns *ns, const char *path, int parents) { return cn_ns_mkdir(ns, path, NULL, parents); }
+static int cmd_rm(int argc, char **argv) { return mutate(argc, argv, "r", rm_op); }
+static int cmd_mkdir(int argc, char **argv) { return mutate(argc, argv, "p", mkdir_op); }
+
+/* ---- check ---- */
+
+typedef struct { uint64_t seen, bad; cn_store *s; } scan_ctx;
+
+static int scan_chunk(const uint8_t id[CN_ID_BYTES], void *ctx_)
+{
+  scan_ctx *ctx = ctx_;
+  ctx->seen++;
+  if (cn_store_verify(ctx->s, id) < 0)
+    ctx->bad++; /* cn_store_get already logged the chunk */
+  return 0;
+}
+
+static int check_one(cn_store *s, const cn_nskey *key, const char *label)
+{
+  cn_check_report r;
+  char id[CN_NSID_LEN + 1];
+  cn_nsid(key->pk, id);
+  int rc = cn_ns_check(s, key, &r);
+  printf("%s%s%s%s: %" PRIu64 " commits, %" PRIu64 " chunks, %" PRIu64 " files (%s access): %s\n", id,
+         label[0] ? " (" : "", label, label[0] ? ")" : "", r.commits, r.chunks, r.files,
+         access_name(key->access), rc < 0 ? "PROBLEMS" : "ok");
+  if (rc < 0)
+    printf("  %" PRIu64 " problems (listed above on stderr)\n", r.bad);
+  return rc < 0;
+}
+
+static int cmd_check(int argc, char **argv)
+{
+  static const struct option opts[] = {{"all", no_argument, 0, 'a'}, {0, 0, 0, 0}};
+  int c, all_chunks = 0;
+  while ((c = getopt_long(argc, argv, "a", opts, NULL)) != -1) {
+    if (c != 'a')
+      return usage_error("unknown option");
+    all_chunks = 1;
+  }
+  if (optind + 1 < argc)
+    return usage_error("expected at most one namespace");
+  cn_store *s;
+  if (open_store(&s))
+    return EXIT_FAIL;
+  cn_keyring kr;
+  int bad = 0, rc = cn_keyring_load(home, 0, &kr);
+  if (rc < 0) {
+    cn_store_close(s);
+    return fail(EXIT_FAIL, "%s", cn_err());
+  }
+  if (optind < argc) {
+    cn_nskey key;
+    int held;
+    rc = cn_keyring_resolve(&kr, argv[optind], &key, &held);
+    if (rc < 0) {
+      cn_keyring_free(&kr);
+      cn_store_close(s);
+      return fail_rc(rc, argv[optind]);
+    }
+    bad += check_one(s, &key, "");
+    cn_nskey_wipe(&key);
+  } else {
+    for (size_t i = 0; i < kr.n; i++)
+      bad += check_one(s, &kr.entries[i].key, kr.entries[i].petname);
+  }
+  if (all_chunks) {
+    scan_ctx ctx = {0, 0, s};
+    cn_store_foreach(s, scan_chunk, &ctx);
+    printf("store: %" PRIu64 " chunk files, %" PRIu64 " corrupt\n", ctx.seen, ctx.bad);
+    bad += ctx.bad > 0;
+  }
+  cn_keyring_free(&kr);
+  cn_store_close(s);
+  return bad ? EXIT_FAIL : EXIT_OK;
+}
+
+/* ---- dispatch ---- */
+
+static const command commands[] = {
+  {"init", "", "Create the node's home ($CAIRN_HOME or --home): identity, keyring, store.", cmd_init},
+  {"ns", "new [--name PETNAME] | ls | add CAP [--name PETNAME]",
+   "Namespaces: 'new' makes one and prints its write-cap (keep it secret); 'ls' lists\n"
+   "those held (ID, access, seq, petname); 'add' takes a write-, read- or verify-cap.", cmd_ns},
+  {"cap", "NS [--write|--read|--verify]",
+   "Print a cap for NS (default --read). Caps only ever diminish: write > read > verify.", cmd_cap},
+  {"put", "NS:/path < FILE | -r LOCALDIR NS:/path",
+   "Store standard input as a file, or (-r) make NS:/path a copy of LOCALDIR, replacing\n"
+   "what was there. Missing parent directories are created. One commit per run.", cmd_put},
+  {"get", "NS:/path > FILE | -r LOCALDIR NS:/path",
+   "Write a file to standard output, or (-r) copy a directory tree into LOCALDIR,\n"
+   "with modes, times and (as root) owners. Every chunk is verified and decrypted.", cmd_get},
+  {"ls", "[-l] NS:/path", "List a directory (or one entry); -l adds mode, owner, size, mtime.", cmd_ls},
+  {"rm", "[-r] NS:/path...", "Remove entries; -r for non-empty directories.", cmd_rm},
+  {"mkdir", "[-p] NS:/path...", "Make directories; -p makes parents and accepts existing ones.", cmd_mkdir},
+  {"check", "[--all] [NS]",
+   "Verify every commit and listed chunk of NS (default: every namespace held) and, with\n"
+   "a read- or write-cap, decrypt every node and chunk of the latest tree. --all also\n"
+   "verifies every chunk file in the store. Exit 1 if anything is bad.", cmd_check},
+};
+
+static void usage(FILE *f)
+{
+  fprintf(f, "usage: cairn [--home DIR] COMMAND [ARGS]\n\ncommands:\n");
+  for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+    fprintf(f, "  %-6s %s\n", commands[i].name, commands[i].usage);
+  fprintf(f, "\nNS is a petname, a namespace ID or a cap string. 'cairn COMMAND --help' for more.\n"
+             "Exit status: 0 done, 1 failed, 2 bad command line or cap.\n");
+}
+
+int main(int argc, char **argv)
+{
+  /* --home may appear anywhere before the command's own arguments end */
+  int out = 1;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--home") && i + 1 < argc) {
+      home = strdup(argv[++i]);
+    } else if (!strncmp(argv[i], "--home=", 7)) {
+      home = strdup(argv[i] + 7);
+    } else {
+      argv[out++] = argv[i];
+    }
+  }
+  argc = out;
+  argv[argc] = NULL;
+  if (!home)
+    home = cn_default_home();
+  if (argc < 2) {
+    usage(stderr);
+    return EXIT_USAGE;
+  }
+  if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    usage(stdout);
+    return EXIT_OK;
+  }
+  if (cn_crypto_init() < 0)
+    return fail(EXIT_FAIL, "%s", cn_err());
+  for (size_t i = 0; i < sizeof commands / sizeof *commands; i++) {
+    if (strcmp(argv[1], commands[i].name))
+      continue;
+    current = &commands[i];
+    for (int j = 2; j < argc; j++)
+      if (!strcmp(argv[j], "--help") || !strcmp(argv[j], "-h")) {
+        printf("usage: cairn %s %s\n\n%s\n", commands[i].name, commands[i].usage, commands[i].help);
+        return EXIT_OK;
+      }
+    int code = commands[i].run(argc - 1, argv + 1);
+    free(home);
+    return code;
+  }
+  fprintf(stderr, "cairn: unknown command '%s'\n", argv[1]);
+  usage(stderr);
+  return EXIT_USAGE;
+}
