@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -135,7 +136,7 @@ int cn_keyring_add(cn_keyring *kr, const cn_nskey *key, const char *petname)
 int cn_keyring_resolve(const cn_keyring *kr, const char *name, cn_nskey *out, int *held)
 {
   *held = 0;
-  if (!strncmp(name, "cairn-", 6)) {
+  if (!strncasecmp(name, "cairn-", 6)) { /* the parser explains a wrongly-cased cap */
     cn_cap cap;
     if (cn_cap_parse(name, &cap) < 0 || cn_nskey_from_cap(out, &cap) < 0)
       return -EINVAL;

@@ -56,8 +56,6 @@ void cn_cap_format(const cn_cap *cap, char out[CN_CAP_STR_MAX])
 int cn_cap_parse(const char *s, cn_cap *out)
 {
   memset(out, 0, sizeof *out);
-  if (strncmp(s, "cairn-", 6) != 0)
-    return cn_fail(EINVAL, "not a cap string: it must start with 'cairn-'");
   for (size_t i = 0; s[i]; i++) {
     unsigned char c = (unsigned char)s[i];
     if (c >= 'A' && c <= 'Z')
@@ -65,6 +63,8 @@ int cn_cap_parse(const char *s, cn_cap *out)
     if (c <= ' ' || c >= 0x7f)
       return cn_fail(EINVAL, "cap string contains a space or control character at position %zu", i);
   }
+  if (strncmp(s, "cairn-", 6) != 0)
+    return cn_fail(EINVAL, "not a cap string: it must start with 'cairn-'");
   const char *p = s + 6;
   size_t kind_len = strspn(p, "abcdefghijklmnopqrstuvwxyz");
   int kind = -1;

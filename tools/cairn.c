@@ -271,19 +271,55 @@ static int cmd_cap(int argc, char **argv)
 
 /* ---- put ---- */
 
+/* put -r mirrors LOCALDIR into NS:/path the way rsync -a does: entries whose type, size,
+ * mtime, mode and owner are unchanged are left alone (so re-storing a tree writes almost
+ * nothing), changed ones are re-stored, and entries missing locally are removed. */
+
 static int import_tree(cn_ns *ns, const char *local, const char *path, int *bad);
+
+static int same_meta(const cn_attr *a, const cn_attr *b)
+{
+  return a->type == b->type && a->size == b->size && a->mtime_ns == b->mtime_ns &&
+         a->mode == b->mode && a->uid == b->uid && a->gid == b->gid;
+}
 
 static int import_one(cn_ns *ns, const char *local, const char *path, int *bad)
 {
   struct stat st;
-  cn_attr meta;
+  cn_attr meta, old;
   if (lstat(local, &st) < 0) {
     (*bad)++;
     return fail(EXIT_FAIL, "%s: %s", local, strerror(errno)), 0;
   }
   attr_from_stat(&meta, &st);
-  int rc = 0;
-  if (S_ISREG(st.st_mode)) {
+  int have_old = cn_ns_stat(ns, path, &old) == 0, rc = 0;
+  cn_ftype type = S_ISREG(st.st_mode) ? CN_FILE : S_ISDIR(st.st_mode) ? CN_DIR :
+                  S_ISLNK(st.st_mode) ? CN_SYMLINK : S_ISFIFO(st.st_mode) ? CN_FIFO :
+                  S_ISSOCK(st.st_mode) ? CN_SOCKET : 0;
+  if (!type) {
+    (*bad)++;
+    fail(EXIT_FAIL, "%s: device files are not stored (skipped)", local);
+    return 0;
+  }
+  meta.type = type;
+  meta.size = type == CN_FILE || type == CN_SYMLINK ? (uint64_t)st.st_size : 0;
+  if (have_old && old.type != type) {
+    if ((rc = cn_ns_remove(ns, path, 1)) < 0)
+      goto done;
+    have_old = 0;
+  }
+  if (type == CN_DIR) {
+    if (!have_old)
+      rc = cn_ns_mkdir(ns, path, &meta, 0);
+    if (!rc)
+      rc = import_tree(ns, local, path, bad);
+    cn_attr now;
+    /* children may have touched the directory's times: put the originals back */
+    if (!rc && (cn_ns_stat(ns, path, &now) < 0 || !same_meta(&now, &meta)))
+      rc = cn_ns_setattr(ns, path, &meta);
+  } else if (have_old && same_meta(&old, &meta)) {
+    return 0; /* unchanged, by rsync's quick check */
+  } else if (type == CN_FILE) {
     int fd = open(local, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
       (*bad)++;
@@ -291,13 +327,7 @@ static int import_one(cn_ns *ns, const char *local, const char *path, int *bad)
     }
     rc = cn_ns_write_from_fd(ns, path, fd, &meta);
     close(fd);
-  } else if (S_ISDIR(st.st_mode)) {
-    rc = cn_ns_mkdir(ns, path, &meta, 0);
-    if (!rc)
-      rc = import_tree(ns, local, path, bad);
-    if (!rc) /* children changed the directory's times: put the originals back */
-      rc = cn_ns_setattr(ns, path, &meta);
-  } else if (S_ISLNK(st.st_mode)) {
+  } else if (type == CN_SYMLINK) {
     char target[4096];
     ssize_t n = readlink(local, target, sizeof target - 1);
     if (n < 0) {
@@ -306,13 +336,13 @@ static int import_one(cn_ns *ns, const char *local, const char *path, int *bad)
     }
     target[n] = 0;
     rc = cn_ns_symlink(ns, path, target, &meta);
-  } else if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) {
-    rc = cn_ns_mknod(ns, path, S_ISFIFO(st.st_mode) ? CN_FIFO : CN_SOCKET, &meta);
   } else {
-    (*bad)++;
-    fail(EXIT_FAIL, "%s: device files are not stored (skipped)", local);
-    return 0;
+    if (have_old)
+      rc = cn_ns_remove(ns, path, 0);
+    if (!rc)
+      rc = cn_ns_mknod(ns, path, type, &meta);
   }
+done:
   if (rc < 0) {
     /* a store or index failure stops the import; one bad source file does not */
     if (rc == -ENOSPC || rc == -EIO || rc == -ENOMEM)
@@ -333,6 +363,29 @@ static int skip_dots(const struct dirent *e)
   return strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
 }
 
+typedef struct { char **names; size_t n, cap; } name_list;
+
+static int collect_name(const char *name, const cn_attr *a, void *ctx)
+{
+  name_list *l = ctx;
+  if (l->n == l->cap) {
+    l->cap = l->cap ? 2 * l->cap : 64;
+    l->names = realloc(l->names, l->cap * sizeof *l->names);
+    if (!l->names)
+      abort();
+  }
+  l->names[l->n++] = strdup(name);
+  return 0;
+}
+
+static char *child_path(const char *dir, const char *name)
+{
+  char *p;
+  if (asprintf(&p, "%s/%s", strcmp(dir, "/") ? dir : "", name) < 0)
+    abort();
+  return p;
+}
+
 static int import_tree(cn_ns *ns, const char *local, const char *path, int *bad)
 {
   struct dirent **names;
@@ -341,16 +394,29 @@ static int import_tree(cn_ns *ns, const char *local, const char *path, int *bad)
     (*bad)++;
     return fail(EXIT_FAIL, "%s: %s", local, strerror(errno)), 0;
   }
-  int rc = 0;
+  /* both lists are in strcmp order: walk them together to find what went away */
+  name_list old = {0};
+  int rc = cn_ns_list(ns, path, collect_name, &old);
+  for (size_t i = 0, j = 0; !rc && i < old.n; i++) {
+    while (j < (size_t)n && strcmp(names[j]->d_name, old.names[i]) < 0)
+      j++;
+    if (j < (size_t)n && !strcmp(names[j]->d_name, old.names[i]))
+      continue;
+    char *gone = child_path(path, old.names[i]);
+    rc = cn_ns_remove(ns, gone, 1);
+    free(gone);
+  }
+  for (size_t i = 0; i < old.n; i++)
+    free(old.names[i]);
+  free(old.names);
   for (int i = 0; i < n; i++) {
     if (!rc) {
-      char *child_local, *child_path;
-      if (asprintf(&child_local, "%s/%s", local, names[i]->d_name) < 0 ||
-          asprintf(&child_path, "%s/%s", strcmp(path, "/") ? path : "", names[i]->d_name) < 0)
+      char *child_local, *child = child_path(path, names[i]->d_name);
+      if (asprintf(&child_local, "%s/%s", local, names[i]->d_name) < 0)
         abort();
-      rc = import_one(ns, child_local, child_path, bad);
+      rc = import_one(ns, child_local, child, bad);
       free(child_local);
-      free(child_path);
+      free(child);
     }
     free(names[i]);
   }
@@ -388,20 +454,20 @@ static int cmd_put(int argc, char **argv)
       code = fail(EXIT_FAIL, "%s: not a directory", local);
       goto out;
     }
-    /* NS:/path becomes a copy of LOCALDIR, replacing whatever was there */
-    rc = cn_ns_remove(ns, path, 1);
-    if (rc < 0 && rc != -ENOENT && rc != -EBUSY) {
-      code = fail(EXIT_FAIL, "%s: %s", path, cn_err());
-      goto out;
-    }
+    /* NS:/path becomes a copy of LOCALDIR; the parents are made as needed */
+    cn_attr old;
     attr_from_stat(&meta, &st);
-    if (!strcmp(path, "/") || !path[strspn(path, "/")])
+    meta.type = CN_DIR;
+    rc = cn_ns_stat(ns, path, &old);
+    if (!rc && old.type != CN_DIR)
+      rc = cn_ns_remove(ns, path, 0);
+    else if (rc == -ENOENT)
       rc = 0;
-    else
+    if (!rc && cn_ns_stat(ns, path, &old) == -ENOENT)
       rc = cn_ns_mkdir(ns, path, &meta, 1);
     if (!rc)
       rc = import_tree(ns, local, path, &bad);
-    if (!rc)
+    if (!rc && (cn_ns_stat(ns, path, &old) < 0 || !same_meta(&old, &meta)))
       rc = cn_ns_setattr(ns, path, &meta);
     if (rc < 0) {
       code = fail(EXIT_FAIL, "%s: %s", path, cn_err());
@@ -457,14 +523,23 @@ static int export_entry(const char *name, const cn_attr *a, void *ctx_)
     else
       rc = export_tree(ctx->ns, path, local);
   } else if (a->type == CN_FILE) {
-    int fd = open(local, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /* a file appears only once all of it was verified: no partial file on bad data */
+    char *partial;
+    if (asprintf(&partial, "%s/.%s.cairn-partial", ctx->local, name) < 0)
+      abort();
+    int fd = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
       rc = cn_fail(errno, "%s: %s", local, strerror(errno));
     else {
       rc = cn_ns_read_to_fd(ctx->ns, path, fd);
       if (close(fd) < 0 && !rc)
         rc = cn_fail(errno, "%s: %s", local, strerror(errno));
+      if (!rc && rename(partial, local) < 0)
+        rc = cn_fail(errno, "%s: %s", local, strerror(errno));
+      if (rc)
+        unlink(partial);
     }
+    free(partial);
   } else if (a->type == CN_SYMLINK) {
     char *target;
     rc = cn_ns_readlink(ctx->ns, path, &target);
@@ -540,7 +615,7 @@ static int cmd_get(int argc, char **argv)
     rc = cn_ns_read_to_fd(ns, path, STDOUT_FILENO);
   }
   if (rc < 0)
-    code = fail(EXIT_FAIL, "%s: %s", path, cn_err());
+    code = fail(rc == -EINVAL ? EXIT_USAGE : EXIT_FAIL, "%s: %s", path, cn_err());
   cn_ns_close(ns);
   cn_store_close(s);
   return code;
@@ -626,7 +701,7 @@ static int cmd_ls(int argc, char **argv)
     rc = ls_entry(base ? base + 1 : path, &a, &ctx);
   }
   if (rc < 0)
-    code = fail(EXIT_FAIL, "%s: %s", path, cn_err());
+    code = fail(rc == -EINVAL ? EXIT_USAGE : EXIT_FAIL, "%s: %s", path, cn_err());
   cn_ns_close(ns);
   cn_store_close(s);
   return code;
@@ -748,8 +823,10 @@ static const command commands[] = {
   {"cap", "NS [--write|--read|--verify]",
    "Print a cap for NS (default --read). Caps only ever diminish: write > read > verify.", cmd_cap},
   {"put", "NS:/path < FILE | -r LOCALDIR NS:/path",
-   "Store standard input as a file, or (-r) make NS:/path a copy of LOCALDIR, replacing\n"
-   "what was there. Missing parent directories are created. One commit per run.", cmd_put},
+   "Store standard input as a file, or (-r) make NS:/path a copy of LOCALDIR the way\n"
+   "rsync -a does: unchanged entries (same type, size, mtime, mode, owner) are kept,\n"
+   "changed ones re-stored, vanished ones removed. Missing parents are created.\n"
+   "One commit per run; nothing is committed if the run is interrupted.", cmd_put},
   {"get", "NS:/path > FILE | -r LOCALDIR NS:/path",
    "Write a file to standard output, or (-r) copy a directory tree into LOCALDIR,\n"
    "with modes, times and (as root) owners. Every chunk is verified and decrypted.", cmd_get},

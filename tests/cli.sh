@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# CLI integration tests: store and fetch trees, caps, bad input, corruption, crash safety.
+. "${TESTS_SRCDIR:-$(dirname "$0")}/lib.sh"
+
+export CAIRN_HOME="$SCRATCH/home"
+C() { "$CAIRN" "$@"; }
+chunk_count() { find "$CAIRN_HOME/chunks" -type f | wc -l; }
+store_bytes() { du -sb "$CAIRN_HOME/chunks" | cut -f1; }
+
+# ---- setup and help ----
+expect_exit 1 "commands before init fail clearly" C ns ls
+stderr_has "the error says to run init" "cairn init"
+check "init" C init
+check "init twice is harmless" C init
+for cmd in init ns cap put get ls rm mkdir check; do
+  expect_exit 0 "cairn $cmd --help" C "$cmd" --help
+done
+expect_exit 2 "unknown command is a usage error" C frobnicate
+expect_exit 2 "put without a target is a usage error" C put
+
+check "ns new --name site" C ns new --name site
+WRITECAP=$(cat "$SCRATCH/last.out")
+case "$WRITECAP" in cairn-nsw1-*) ok "ns new prints a write-cap" ;; *) not_ok "ns new printed '$WRITECAP'" ;; esac
+expect_exit 2 "a duplicate petname is refused" C ns new --name site
+expect_exit 2 "a bad petname is refused" C ns new --name 'Bad Name'
+C ns ls > "$SCRATCH/nsls"
+grep -q ' write .* site$' "$SCRATCH/nsls" && ok "ns ls shows the namespace" || not_ok "ns ls: $(cat "$SCRATCH/nsls")"
+[ "$(stat -c %a "$CAIRN_HOME/keyring")" = 600 ] && ok "keyring is mode 0600" || not_ok "keyring mode"
+
+# ---- a tree with every entry type, odd names, modes and times ----
+SRC="$SCRATCH/src"
+mkdir -p "$SRC/sub/deeper" "$SRC/empty dir" "$SRC/ünïcødé"
+printf 'hello\n' > "$SRC/hello.txt"
+: > "$SRC/empty"
+head -c 3000000 /dev/urandom > "$SRC/sub/random.bin"
+seq 1 400000 > "$SRC/sub/deeper/numbers.txt"
+head -c 20000000 /dev/urandom > "$SRC/sub/big.bin"   # > 16 chunks: stored via a manifest
+printf 'x%.0s' $(seq 1 1024) > "$SRC/inline-limit"
+printf 'x%.0s' $(seq 1 1025) > "$SRC/just-over-inline"
+echo "name with spaces" > "$SRC/ünïcødé/a file with spaces"
+ln -s hello.txt "$SRC/link"
+ln -s /nonexistent/target "$SRC/dangling"
+mkfifo "$SRC/fifo"
+chmod 0640 "$SRC/hello.txt"; chmod 0700 "$SRC/sub"; chmod 4755 "$SRC/sub/deeper/numbers.txt"
+touch -d '2001-02-03 04:05:06.123456789' "$SRC/hello.txt"
+touch -h -d '1999-12-31 23:59:59' "$SRC/link"
+touch -d '2010-01-01 00:00:00' "$SRC/empty dir"
+
+check "put -r a tree" C put -r "$SRC" site:/tree
+check "get -r it back" C get -r "$SCRATCH/out" site:/tree
+check "diff -r: identical content (fifos compared by the metadata check below)" diff -r --no-dereference -x fifo "$SRC" "$SCRATCH/out"
+meta() { (cd "$1" && find . -printf '%p %y %m %s %T@\n' | grep -v '^\. ' | sort); }
+meta "$SRC" > "$SCRATCH/meta.src"; meta "$SCRATCH/out" > "$SCRATCH/meta.out"
+check "types, modes, sizes and mtimes (ns) survive" diff "$SCRATCH/meta.src" "$SCRATCH/meta.out"
+C get site:/tree/sub/big.bin > "$SCRATCH/big.out"
+check "get of one file to stdout" cmp "$SRC/sub/big.bin" "$SCRATCH/big.out"
+C ls -l site:/tree > "$SCRATCH/ls"
+grep -q '^lrwxrwxrwx .* link -> hello.txt$' "$SCRATCH/ls" && ok "ls -l shows symlink targets" || not_ok "ls -l: $(cat "$SCRATCH/ls")"
+grep -q '^prw' "$SCRATCH/ls" && ok "ls -l shows the fifo" || not_ok "ls -l fifo"
+expect_exit 1 "get of a missing file fails" C get site:/tree/nope
+stderr_has "... saying it does not exist" "does not exist"
+expect_exit 1 "get of a directory fails" C get site:/tree/sub
+expect_exit 0 "check is clean" C check
+
+# ---- put from stdin, mkdir, rm ----
+echo "v1" | C put site:/notes/today.txt
+check "put from stdin creates parents" sh -c "\"$CAIRN\" get site:/notes/today.txt | grep -qx v1"
+echo "v2" | C put site:/notes/today.txt
+check "put replaces a file" sh -c "\"$CAIRN\" get site:/notes/today.txt | grep -qx v2"
+check "mkdir -p" C mkdir -p site:/a/b/c
+expect_exit 1 "mkdir of an existing dir without -p fails" C mkdir site:/a/b
+expect_exit 1 "rm of a non-empty dir without -r fails" C rm site:/a
+stderr_has "... with ENOTEMPTY's reason" "non-empty"
+check "rm -r" C rm -r site:/a
+expect_exit 1 "removed dir is gone" C ls site:/a
+expect_exit 2 "'..' in a path is refused" C ls site:/tree/../tree
+
+# ---- re-storing, dedupe ----
+before=$(chunk_count); seq_before=$(C ns ls | awk '{print $4}')
+check "put -r of an unchanged tree" C put -r "$SRC" site:/tree
+[ "$(chunk_count)" -eq "$before" ] && ok "unchanged tree stores nothing" || not_ok "unchanged tree stored $(( $(chunk_count) - before )) chunks"
+[ "$(C ns ls | awk '{print $4}')" = "$seq_before" ] && ok "and makes no commit" || not_ok "a no-op put committed"
+bytes_before=$(store_bytes)
+check "put -r of the same tree to a second path" C put -r "$SRC" site:/copy
+growth=$(( $(store_bytes) - bytes_before ))
+[ "$growth" -lt 200000 ] && ok "second copy adds only directory nodes ($growth bytes)" || not_ok "second copy added $growth bytes"
+rm "$SRC/empty"; echo changed >> "$SRC/hello.txt"
+check "put -r mirrors deletions and changes" C put -r "$SRC" site:/tree
+expect_exit 1 "deleted file is gone" C get site:/tree/empty
+check "changed file is new" sh -c "\"$CAIRN\" get site:/tree/hello.txt | grep -qx changed"
+
+# ---- caps ----
+READCAP=$(C cap site --read); VERIFYCAP=$(C cap site --verify)
+case "$READCAP" in cairn-nsr1-*) ok "cap --read" ;; *) not_ok "cap --read gave '$READCAP'" ;; esac
+case "$VERIFYCAP" in cairn-nsv1-*) ok "cap --verify" ;; *) not_ok "cap --verify gave '$VERIFYCAP'" ;; esac
+check "get through the read-cap" sh -c "\"$CAIRN\" get '$READCAP:/tree/sub/random.bin' | cmp - '$SRC/sub/random.bin'"
+echo nope | C put "$READCAP:/x" >/dev/null 2>"$SCRATCH/last.err"; rc=$?
+[ "$rc" -eq 1 ] && ok "put through a read-cap fails" || not_ok "put through a read-cap exited $rc"
+stderr_has "... saying a write-cap is needed" "write-cap"
+expect_exit 1 "rm through a read-cap fails" C rm "$READCAP:/tree/hello.txt"
+expect_exit 1 "get through a verify-cap fails" C get "$VERIFYCAP:/tree/hello.txt"
+stderr_has "... saying a verify-cap cannot read" "verify-cap"
+expect_exit 0 "check through a verify-cap" C check "$VERIFYCAP"
+
+# second home holding only the read-cap: it can name the namespace but not write
+export CAIRN_HOME="$SCRATCH/home2"
+C init >/dev/null
+check "ns add of a read-cap" C ns add --name mirror "$READCAP"
+expect_exit 1 "cap --write cannot be derived from a read-cap" C cap mirror --write
+check "cap --verify from a read-cap" C cap mirror --verify
+[ "$(cat "$SCRATCH/last.out")" = "$VERIFYCAP" ] && ok "read-cap diminishes to the same verify-cap" || not_ok "verify-cap differs"
+echo x | C put mirror:/x >/dev/null 2>"$SCRATCH/last.err"; [ $? -eq 1 ] && ok "put into a read-only namespace fails" || not_ok "put into read-only namespace"
+export CAIRN_HOME="$SCRATCH/home"
+
+# ---- malformed caps ----
+bad_cap() {
+  expect_exit 2 "malformed cap ($1) is a usage error" C ls "$2:/"
+  stderr_has "... with a specific reason ($1)" "$3"
+}
+expect_exit 1 "a name that is no cap nor petname is not found" C ls "nsr1-abc:/"
+stderr_has "... saying so" "no namespace called"
+bad_cap "unknown kind" "cairn-xyz1-aaaa" "unknown cap kind"
+bad_cap "future version" "cairn-nsr9-aaaa" "unsupported cap format version"
+bad_cap "uppercase" "$(echo "$READCAP" | tr a-z A-Z)" "lowercase"
+bad_cap "truncated" "${READCAP%??????}" "cap body"
+bad_cap "typo" "$(echo "$READCAP" | sed 's/\(.\{30\}\)a/\1b/; t; s/\(.\{30\}\)./\1a/')" "checksum mismatch"
+bad_cap "bad character" "${READCAP%?}1" "base32"
+expect_exit 2 "ns add of garbage" C ns add cairn-nsw1-xxxx
+
+# ---- corruption: a flipped byte in a stored chunk ----
+victim_id=$(find "$CAIRN_HOME/chunks" -type f -size +100k | head -1)
+flip_byte "$victim_id"
+name=$(basename "$victim_id")
+C check site >"$SCRATCH/check.out" 2>"$SCRATCH/last.err"; rc=$?
+[ "$rc" -eq 1 ] && ok "check finds the corrupt chunk (exit 1)" || not_ok "check exited $rc after corruption"
+stderr_has "... and names it" "$name"
+C check --all >/dev/null 2>&1; [ $? -eq 1 ] && ok "check --all also fails" || not_ok "check --all"
+# find which file holds that chunk: get every file; exactly the affected ones fail with EIO
+fails=0
+for f in sub/big.bin sub/random.bin sub/deeper/numbers.txt; do
+  if ! C get "site:/tree/$f" > "$SCRATCH/f.out" 2>"$SCRATCH/f.err"; then
+    fails=$((fails + 1)); grep -q "$name" "$SCRATCH/f.err" && ok "get of the damaged file fails naming the chunk" || not_ok "error lacks chunk name"
+  elif ! cmp -s "$SCRATCH/f.out" "$SRC/$f"; then
+    not_ok "get returned wrong data for $f without failing"
+  fi
+done
+[ "$fails" -ge 1 ] && ok "the damage was detected on read" || not_ok "no read failed after corrupting a chunk"
+rm -rf "$SCRATCH/out2"
+C get -r "$SCRATCH/out2" site:/tree 2>/dev/null; [ $? -eq 1 ] && ok "get -r fails on the damaged tree" || not_ok "get -r succeeded"
+partial=$(find "$SCRATCH/out2" -name '*.cairn-partial' | wc -l)
+[ "$partial" -eq 0 ] && ok "no partial files are left behind" || not_ok "$partial partial files left"
+flip_byte "$victim_id"   # flip back: the store is whole again
+expect_exit 0 "check is clean after repair" C check --all
+
+# ---- crash safety: SIGKILL during a large put, at several moments ----
+head -c 150000000 /dev/urandom > "$SCRATCH/large.bin"
+for delay in 0.2 0.7 1.5; do
+  C put site:/large.bin < "$SCRATCH/large.bin" 2>/dev/null & pid=$!
+  BG_PIDS="$BG_PIDS $pid"
+  sleep "$delay"; kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+  expect_exit 0 "check is clean after kill -9 at ${delay}s" C check --all
+done
+check "re-running the put completes" sh -c "\"$CAIRN\" put site:/large.bin < '$SCRATCH/large.bin'"
+check "and the file reads back" sh -c "\"$CAIRN\" get site:/large.bin | cmp - '$SCRATCH/large.bin'"
+expect_exit 0 "check is clean at the end" C check --all
+leftover=$(find "$CAIRN_HOME/tmp" -type f | wc -l)
+[ "$leftover" -eq 0 ] && ok "no staging files are left" || not_ok "$leftover staging files left"
+
+summary
