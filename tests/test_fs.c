@@ -1,0 +1,381 @@
+/* Unit tests for fs/: files, directories, commits, caps and checks on a real store. */
+#include "fs/fs.h"
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static char home[256];
+static cn_store *store;
+static cn_nskey key;
+
+static void setup(void)
+{
+  snprintf(home, sizeof home, "/tmp/cairn-test-fs.XXXXXX");
+  ck_assert_ptr_nonnull(mkdtemp(home));
+  ck_assert_int_eq(cn_store_init(home), 0);
+  ck_assert_int_eq(cn_store_open(home, &store), 0);
+  cn_nskey_generate(&key);
+}
+
+static void teardown(void)
+{
+  cn_store_close(store);
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", home);
+  ck_assert_int_eq(system(cmd), 0);
+}
+
+/* An in-memory file holding len pseudo-random (or patterned) bytes. */
+static int data_fd(const uint8_t *data, size_t len)
+{
+  int fd = memfd_create("cairn-test", 0);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(write(fd, data, len), (ssize_t)len);
+  lseek(fd, 0, SEEK_SET);
+  return fd;
+}
+
+static uint8_t *random_bytes(size_t len, uint32_t seed)
+{
+  uint8_t *p = malloc(len ? len : 1);
+  uint64_t x = seed * 2654435761u + 1;
+  for (size_t i = 0; i < len; i++) {
+    x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+    p[i] = (uint8_t)x;
+  }
+  return p;
+}
+
+static void put_bytes(cn_ns *ns, const char *path, const uint8_t *data, size_t len)
+{
+  int fd = data_fd(data, len);
+  ck_assert_int_eq(cn_ns_write_from_fd(ns, path, fd, NULL), 0);
+  close(fd);
+}
+
+static void assert_content(cn_ns *ns, const char *path, const uint8_t *data, size_t len)
+{
+  int fd = memfd_create("cairn-out", 0);
+  ck_assert_int_eq(cn_ns_read_to_fd(ns, path, fd), 0);
+  off_t size = lseek(fd, 0, SEEK_END);
+  ck_assert_int_eq(size, (off_t)len);
+  if (len) {
+    uint8_t *got = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+    ck_assert(got != MAP_FAILED);
+    ck_assert_int_eq(memcmp(got, data, len), 0);
+    munmap(got, len);
+  }
+  close(fd);
+}
+
+static int count_chunk(const uint8_t id[32], void *ctx)
+{
+  (*(int *)ctx)++;
+  return 0;
+}
+
+static int chunk_files(void)
+{
+  int n = 0;
+  cn_store_foreach(store, count_chunk, &n);
+  return n;
+}
+
+START_TEST(files_of_every_size_round_trip)
+{
+  static const size_t sizes[] = {0, 1, 1024, 1025, 65536, 300000, 3000000, 24000000};
+  cn_ns *ns;
+  ck_assert_int_eq(cn_ns_open(store, &key, 1, &ns), 0);
+  for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "/f%zu", sizes[i]);
+    uint8_t *d = random_bytes(sizes[i], (uint32_t)i);
+    put_bytes(ns, path, d, sizes[i]);
+    assert_content(ns, path, d, sizes[i]); /* before the commit: staged chunks are readable */
+    free(d);
+  }
+  ck_assert_int_eq(cn_ns_commit(ns), 0);
+  cn_ns_close(ns);
+  ck_assert_int_eq(cn_ns_open(store, &key, 0, &ns), 0);
+  for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+    char path[64];
+    cn_attr a;
+    snprintf(path, sizeof path, "/f%zu", sizes[i]);
+    uint8_t *d = random_bytes(sizes[i], (uint32_t)i);
+    ck_assert_int_eq(cn_ns_stat(ns, path, &a), 0);
+    ck_assert_int_eq(a.type, CN_FILE);
+    ck_assert_uint_eq(a.size, sizes[i]);
+    assert_content(ns, path, d, sizes[i]);
+    uint64_t chunks;
+    ck_assert_int_eq(cn_ns_chunk_count(ns, path, &chunks), 0);
+    if (sizes[i] <= 1024)
+      ck_assert_uint_eq(chunks, 0); /* inline */
+    else if (sizes[i] > 20000000)
+      ck_assert_uint_gt(chunks, 16); /* stored through a manifest */
+    free(d);
+  }
+  cn_ns_close(ns);
+}
+END_TEST
+
+typedef struct { char names[64][32]; int n; } listing;
+
+static int collect(const char *name, const cn_attr *a, void *ctx)
+{
+  listing *l = ctx;
+  snprintf(l->names[l->n++], 32, "%s", name);
+  return 0;
+}
+
+START_TEST(directories_and_special_entries)
+{
+  cn_ns *ns;
+  cn_attr a;
+  ck_assert_int_eq(cn_ns_open(store, &key, 1, &ns), 0);
+  ck_assert_int_eq(cn_ns_mkdir(ns, "/d", NULL, 0), 0);
+  ck_assert_int_eq(cn_ns_mkdir(ns, "/d", NULL, 0), -EEXIST);
+  ck_assert_int_eq(cn_ns_mkdir(ns, "/d", NULL, 1), 0);
+  ck_assert_int_eq(cn_ns_mkdir(ns, "/x/y", NULL, 0), -ENOENT);
+  ck_assert_int_eq(cn_ns_mkdir(ns, "/x/y/z", NULL, 1), 0);
+  put_bytes(ns, "/d/b", (const uint8_t *)"b", 1);
+  put_bytes(ns, "/d/a", (const uint8_t *)"a", 1);
+  put_bytes(ns, "/d/c", (const uint8_t *)"c", 1);
+  ck_assert_int_eq(cn_ns_symlink(ns, "/d/link", "../target", NULL), 0);
+  ck_assert_int_eq(cn_ns_mknod(ns, "/d/pipe", CN_FIFO, NULL), 0);
+  ck_assert_int_eq(cn_ns_mknod(ns, "/d/dev", CN_FILE, NULL), -EPERM);
+  ck_assert_int_eq(cn_ns_mkdir(ns, "/d/a/sub", NULL, 0), -ENOTDIR);
+  ck_assert_int_eq(cn_ns_stat(ns, "/d/../d", &a), -EINVAL);
+  ck_assert_int_eq(cn_ns_remove(ns, "/d", 0), -ENOTEMPTY);
+  ck_assert_int_eq(cn_ns_remove(ns, "/", 1), -EBUSY);
+  ck_assert_int_eq(cn_ns_commit(ns), 0);
+  uint64_t seq = cn_ns_seq(ns);
+  ck_assert_int_eq(cn_ns_commit(ns), 0);
+  ck_assert_uint_eq(cn_ns_seq(ns), seq); /* nothing changed: no new commit */
+  cn_ns_close(ns);
+
+  ck_assert_int_eq(cn_ns_open(store, &key, 1, &ns), 0);
+  listing l = {.n = 0};
+  ck_assert_int_eq(cn_ns_list(ns, "/d", collect, &l), 0);
+  ck_assert_int_eq(l.n, 5);
+  ck_assert_str_eq(l.names[0], "a");
+  ck_assert_str_eq(l.names[1], "b");
+  ck_assert_str_eq(l.names[2], "c");
+  ck_assert_str_eq(l.names[3], "link");
+  ck_assert_str_eq(l.names[4], "pipe");
+  char *target;
+  ck_assert_int_eq(cn_ns_readlink(ns, "/d/link", &target), 0);
+  ck_assert_str_eq(target, "../target");
+  free(target);
+  ck_assert_int_eq(cn_ns_stat(ns, "/d/pipe", &a), 0);
+  ck_assert_int_eq(a.type, CN_FIFO);
+  ck_assert_int_eq(cn_ns_read_to_fd(ns, "/d", 1), -EISDIR);
+  ck_assert_int_eq(cn_ns_remove(ns, "/d", 1), 0);
+  ck_assert_int_eq(cn_ns_stat(ns, "/d/a", &a), -ENOENT);
+  ck_assert_int_eq(cn_ns_commit(ns), 0);
+  ck_assert_uint_eq(cn_ns_seq(ns), seq + 1);
+  cn_ns_close(ns);
+}
+END_TEST
+
+START_TEST(metadata_is_kept)
+{
+  cn_ns *ns;
+  cn_attr meta = {.mode = 04751, .uid = 1234, .gid = 5678, .mtime_ns = 981173106123456789,
+                  .atime_ns = -5, .ctime_ns = 7}, a;
+  ck_assert_int_eq(cn_ns_open(store, &key, 1, &ns), 0);
+  int fd = data_fd((const uint8_t *)"x", 1);
+  ck_assert_int_eq(cn_ns_write_from_fd(ns, "/m", fd, &meta), 0);
+  close(fd);
+  ck_assert_int_eq(cn_ns_commit(ns), 0);
+  cn_ns_close(ns);
+  ck_assert_int_eq(cn_ns_open(store, &key, 0, &ns), 0);
+  ck_assert_int_eq(cn_ns_stat(ns, "/m", &a), 0);
+  ck_assert_uint_eq(a.mode, 04751);
+  ck_assert_uint_eq(a.uid, 1234);
+  ck_assert_uint_eq(a.gid, 5678);
+  ck_assert_int_eq(a.mtime_ns, 981173106123456789);
+  ck_assert_int_eq(a.atime_ns, -5);
+  cn_ns_close(ns);
+}
+END_TEST
+
+START_TEST(large_directory_rewrites_only_its_path)
+{
+  enum { N = 20000 };
+  cn_ns *ns;
+  ck_assert_int_eq(cn_ns_open(store, &key, 1, &ns), 0);
+  ck_assert_int_eq(cn_ns_mkdir(ns, "/big", NULL, 0), 0);
+  for (int i = 0; i < N; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "/big/entry-%06d", 2 * i);
+    ck_assert_int_eq(cn_ns_mknod(ns, path, CN_FIFO, NULL), 0);
+  }
+  ck_assert_int_eq(cn_ns_commit(ns), 0);
+  int before = chunk_files();
+  ck_assert_int_gt(before, 50); /* the directory was split into many nodes */
+  ck_assert_int_eq(cn_ns_mknod(ns, "/big/entry-010001", CN_FIFO, NULL), 0);
+  ck_assert_int_eq(cn_ns_commit(ns), 0);
+  int added = chunk_files() - before;
+  /* one leaf + a few interior nodes + the root directory + the commit */
+  ck_assert_int_le(added, 8);
+  cn_ns_close(ns);
+  ck_assert_int_eq(cn_ns_open(store, &key, 0, &ns), 0);
+  cn_attr a;
+  ck_assert_int_eq(cn_ns_stat(ns, "/big/entry-010001", &a), 0);
+  ck_assert_int_eq(cn_ns_stat(ns, "/big/entry-039998", &a), 0);
+  ck_assert_int_eq(cn_ns_stat(ns, "/big/entry-000001", &a), -ENOENT);
+  cn_ns_close(ns);
+}
+END_TEST
+
+START_TEST(an_edit_rechunks_only_near_the_change)
+{
+  size_t len = 16u << 20;
+  uint8_t *d = random_bytes(len, 99);
+  cn_ns *ns;
+  ck_assert_int_eq(cn_ns_open(store, &key, 1, &ns), 0);
+  put_bytes(ns, "/file", d, len);
+  ck_assert_int_eq(cn_ns_commit(ns), 0);
+  int before = chunk_files();
+  memset(d + len / 2, 0xab, 100);
+  put_bytes(ns, "/file", d, len);
+  ck_assert_int_eq(cn_ns_commit(ns), 0);
+  int added = chunk_files() - before;
+  /* at most 2 data chunks + the manifest + directory + commit */
+  ck_assert_int_le(added, 5);
+  assert_content(ns, "/file", d, len);
+  cn_ns_close(ns);
+  free(d);
+}
+END_TEST
+
+START_TEST(namespaces_never_share_ciphertext)
+{
+  cn_nskey other;
+  cn_nskey_generate(&other);
+  uint8_t *d = random_bytes(500000, 5);
+  cn_ns *a, *b;
+  ck_assert_int_eq(cn_ns_open(store, &key, 1, &a), 0);
+  put_bytes(a, "/same", d, 500000);
+  ck_assert_int_eq(cn_ns_commit(a), 0);
+  int after_a = chunk_files();
+  ck_assert_int_eq(cn_ns_open(store, &other, 1, &b), 0);
+  put_bytes(b, "/same", d, 500000);
+  ck_assert_int_eq(cn_ns_commit(b), 0);
+  int after_b = chunk_files();
+  /* b stored its own data chunks, not a's */
+  ck_assert_int_ge(after_b - after_a, 3);
+  put_bytes(b, "/again", d, 500000); /* but dedupes within itself */
+  ck_assert_int_eq(cn_ns_commit(b), 0);
+  ck_assert_int_le(chunk_files() - after_b, 2);
+  cn_ns_close(a);
+  cn_ns_close(b);
+  free(d);
+}
+END_TEST
+
+START_TEST(read_and_verify_caps)
+{
+  cn_ns *ns;
+  ck_assert_int_eq(cn_ns_open(store, &key, 1, &ns), 0);
+  put_bytes(ns, "/secret", (const uint8_t *)"plaintext", 9);
+  ck_assert_int_eq(cn_ns_commit(ns), 0);
+  cn_ns_close(ns);
+
+  cn_nskey reader = key, verifier = key;
+  cn_nskey_diminish(&reader, CN_ACCESS_READ);
+  cn_nskey_diminish(&verifier, CN_ACCESS_VERIFY);
+  ck_assert_int_eq(cn_ns_open(store, &reader, 1, &ns), -EROFS);
+  ck_assert_int_eq(cn_ns_open(store, &reader, 0, &ns), 0);
+  assert_content(ns, "/secret", (const uint8_t *)"plaintext", 9);
+  int fd = data_fd((const uint8_t *)"x", 1);
+  ck_assert_int_eq(cn_ns_write_from_fd(ns, "/new", fd, NULL), -EROFS);
+  close(fd);
+  ck_assert_int_eq(cn_ns_mkdir(ns, "/new", NULL, 0), -EROFS);
+  ck_assert_int_eq(cn_ns_remove(ns, "/secret", 0), -EROFS);
+  cn_ns_close(ns);
+
+  ck_assert_int_eq(cn_ns_open(store, &verifier, 0, &ns), 0);
+  cn_attr a;
+  ck_assert_int_eq(cn_ns_stat(ns, "/secret", &a), -EACCES);
+  cn_ns_close(ns);
+  cn_check_report r;
+  ck_assert_int_eq(cn_ns_check(store, &verifier, &r), 0);
+  ck_assert_uint_eq(r.commits, 1);
+  ck_assert_uint_gt(r.chunks, 0);
+  ck_assert_uint_eq(r.files, 0); /* a verifier cannot see files */
+}
+END_TEST
+
+typedef struct { cn_store *s; int corrupted; } corrupt_ctx;
+
+START_TEST(check_finds_damage_and_rollback_is_refused)
+{
+  cn_ns *ns;
+  uint8_t *d = random_bytes(2000000, 11);
+  ck_assert_int_eq(cn_ns_open(store, &key, 1, &ns), 0);
+  put_bytes(ns, "/data", d, 2000000);
+  ck_assert_int_eq(cn_ns_commit(ns), 0);
+  cn_root old;
+  ck_assert_int_eq(cn_store_root_get(store, key.pk, &old), 0);
+  put_bytes(ns, "/more", d, 1000);
+  ck_assert_int_eq(cn_ns_commit(ns), 0);
+  cn_ns_close(ns);
+
+  cn_check_report r;
+  ck_assert_int_eq(cn_ns_check(store, &key, &r), 0);
+  ck_assert_uint_eq(r.commits, 2);
+  ck_assert_uint_eq(r.files, 2);
+  ck_assert_uint_eq(r.bad, 0);
+
+  /* replaying the older signed root is refused; the namespace stays at the newer one */
+  ck_assert_int_eq(cn_store_root_put(store, key.pk, &old, NULL, 0), -ESTALE);
+  ck_assert_int_eq(cn_ns_open(store, &key, 0, &ns), 0);
+  ck_assert_uint_eq(cn_ns_seq(ns), 2);
+  cn_ns_close(ns);
+
+  /* damage the largest chunk file: check reports it, reads fail with EIO */
+  char cmd[600];
+  snprintf(cmd, sizeof cmd,
+           "f=$(find '%s/chunks' -type f -size +200k | head -1); "
+           "printf 'XXXX' | dd of=\"$f\" bs=1 seek=1000 conv=notrunc 2>/dev/null", home);
+  ck_assert_int_eq(system(cmd), 0);
+  ck_assert_int_eq(cn_ns_check(store, &key, &r), -EIO);
+  ck_assert_uint_ge(r.bad, 1);
+  ck_assert_int_eq(cn_ns_open(store, &key, 0, &ns), 0);
+  int fd = memfd_create("out", 0);
+  ck_assert_int_eq(cn_ns_read_to_fd(ns, "/data", fd), -EIO);
+  close(fd);
+  cn_ns_close(ns);
+  free(d);
+}
+END_TEST
+
+int main(void)
+{
+  if (cn_crypto_init() < 0)
+    return EXIT_FAILURE;
+  Suite *suite = suite_create("fs");
+  TCase *tc = tcase_create("fs");
+  tcase_set_timeout(tc, 120);
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_add_test(tc, files_of_every_size_round_trip);
+  tcase_add_test(tc, directories_and_special_entries);
+  tcase_add_test(tc, metadata_is_kept);
+  tcase_add_test(tc, large_directory_rewrites_only_its_path);
+  tcase_add_test(tc, an_edit_rechunks_only_near_the_change);
+  tcase_add_test(tc, namespaces_never_share_ciphertext);
+  tcase_add_test(tc, read_and_verify_caps);
+  tcase_add_test(tc, check_finds_damage_and_rollback_is_refused);
+  suite_add_tcase(suite, tc);
+  SRunner *sr = srunner_create(suite);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

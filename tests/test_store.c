@@ -1,0 +1,295 @@
+/* Unit tests for dht/: the local chunk store and its index. */
+#include "dht/dht.h"
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char home[256];
+
+static void setup(void)
+{
+  snprintf(home, sizeof home, "/tmp/cairn-test-store.XXXXXX");
+  ck_assert_ptr_nonnull(mkdtemp(home));
+  ck_assert_int_eq(cn_store_init(home), 0);
+}
+
+static void teardown(void)
+{
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", home);
+  ck_assert_int_eq(system(cmd), 0);
+}
+
+static int count_files(const char *sub)
+{
+  char cmd[400];
+  snprintf(cmd, sizeof cmd, "find '%s/%s' -type f | wc -l", home, sub);
+  FILE *p = popen(cmd, "r");
+  int n = -1;
+  ck_assert_int_eq(fscanf(p, "%d", &n), 1);
+  pclose(p);
+  return n;
+}
+
+START_TEST(open_missing_home_says_init)
+{
+  cn_store *s;
+  ck_assert_int_eq(cn_store_open("/nonexistent/cairn-home", &s), -ENOENT);
+  ck_assert_ptr_nonnull(strstr(cn_err(), "cairn init"));
+}
+END_TEST
+
+START_TEST(node_key_is_private_and_stable)
+{
+  char path[300];
+  struct stat st;
+  snprintf(path, sizeof path, "%s/node.key", home);
+  ck_assert_int_eq(stat(path, &st), 0);
+  ck_assert_int_eq(st.st_mode & 0777, 0600);
+  cn_store *s;
+  uint8_t a[32], b[32];
+  ck_assert_int_eq(cn_store_open(home, &s), 0);
+  ck_assert_int_eq(cn_store_node_seed(s, a), 0);
+  cn_store_close(s);
+  ck_assert_int_eq(cn_store_init(home), 0); /* idempotent: keeps the identity */
+  ck_assert_int_eq(cn_store_open(home, &s), 0);
+  ck_assert_int_eq(cn_store_node_seed(s, b), 0);
+  cn_store_close(s);
+  ck_assert_mem_eq(a, b, 32);
+}
+END_TEST
+
+START_TEST(put_get_flush_and_dedupe)
+{
+  cn_store *s;
+  ck_assert_int_eq(cn_store_open(home, &s), 0);
+  uint8_t data[50000], id[32], id2[32], want[32];
+  for (size_t i = 0; i < sizeof data; i++)
+    data[i] = (uint8_t)(i * 31);
+  cn_chunk_id(data, sizeof data, want);
+  ck_assert_int_eq(cn_store_put(s, data, sizeof data, id), 0);
+  ck_assert_mem_eq(id, want, 32);
+  ck_assert_int_eq(cn_store_has(s, id), 1);
+  /* staged: readable here, but not yet under its final name */
+  ck_assert_int_eq(count_files("chunks"), 0);
+  uint8_t *got;
+  size_t len;
+  ck_assert_int_eq(cn_store_get(s, id, &got, &len), 0);
+  ck_assert_uint_eq(len, sizeof data);
+  ck_assert_mem_eq(got, data, len);
+  free(got);
+  ck_assert_int_eq(cn_store_put(s, data, sizeof data, id2), 0);
+  ck_assert_int_eq(cn_store_flush(s), 0);
+  ck_assert_int_eq(count_files("chunks"), 1);
+  ck_assert_int_eq(count_files("tmp"), 0);
+  char hex[65];
+  cn_hex(id, 32, hex);
+  ck_assert_ptr_nonnull(strstr(cn_store_chunk_path(s, id), hex));
+  char fan[8];
+  snprintf(fan, sizeof fan, "%.2s/%.2s/", hex, hex + 2);
+  ck_assert_ptr_nonnull(strstr(cn_store_chunk_path(s, id), fan));
+  cn_store_close(s);
+  ck_assert_int_eq(cn_store_open(home, &s), 0);
+  ck_assert_int_eq(cn_store_verify(s, id), 0);
+  cn_store_close(s);
+}
+END_TEST
+
+START_TEST(corrupt_chunk_is_eio_never_data)
+{
+  cn_store *s;
+  ck_assert_int_eq(cn_store_open(home, &s), 0);
+  uint8_t data[40000], id[32];
+  memset(data, 7, sizeof data);
+  ck_assert_int_eq(cn_store_put(s, data, sizeof data, id), 0);
+  ck_assert_int_eq(cn_store_flush(s), 0);
+  int fd = open(cn_store_chunk_path(s, id), O_RDWR);
+  ck_assert_int_ge(fd, 0);
+  uint8_t b;
+  ck_assert_int_eq(pread(fd, &b, 1, 20000), 1);
+  b ^= 1;
+  ck_assert_int_eq(pwrite(fd, &b, 1, 20000), 1);
+  close(fd);
+  uint8_t *got = NULL;
+  size_t len = 0;
+  ck_assert_int_eq(cn_store_get(s, id, &got, &len), -EIO);
+  ck_assert_ptr_null(got);
+  ck_assert_int_eq(cn_store_verify(s, id), -EIO);
+  /* truncation too */
+  ck_assert_int_eq(truncate(cn_store_chunk_path(s, id), 100), 0);
+  ck_assert_int_eq(cn_store_verify(s, id), -EIO);
+  ck_assert_int_eq(truncate(cn_store_chunk_path(s, id), 0), 0);
+  ck_assert_int_eq(cn_store_verify(s, id), -EIO);
+  uint8_t missing[32] = {1};
+  ck_assert_int_eq(cn_store_verify(s, missing), -ENOENT);
+  ck_assert_int_eq(cn_store_has(s, missing), 0);
+  cn_store_close(s);
+}
+END_TEST
+
+START_TEST(dead_process_staging_is_swept)
+{
+  char path[400];
+  /* pid 2^22+1 is above the default pid_max, so no such process exists */
+  snprintf(path, sizeof path, "%s/tmp/%064d.4194305", home, 0);
+  FILE *f = fopen(path, "w");
+  fputs("half a chunk", f);
+  fclose(f);
+  cn_store *s;
+  ck_assert_int_eq(cn_store_open(home, &s), 0);
+  ck_assert_int_eq(access(path, F_OK), -1);
+  cn_store_close(s);
+}
+END_TEST
+
+static int count_cb(const uint8_t id[32], void *ctx)
+{
+  (*(int *)ctx)++;
+  return 0;
+}
+
+START_TEST(foreach_visits_every_chunk)
+{
+  cn_store *s;
+  ck_assert_int_eq(cn_store_open(home, &s), 0);
+  for (int i = 0; i < 300; i++) {
+    uint8_t data[64], id[32];
+    memset(data, 0, sizeof data);
+    memcpy(data, &i, sizeof i);
+    ck_assert_int_eq(cn_store_put(s, data, sizeof data, id), 0);
+  }
+  ck_assert_int_eq(cn_store_flush(s), 0);
+  int n = 0;
+  ck_assert_int_eq(cn_store_foreach(s, count_cb, &n), 0);
+  ck_assert_int_eq(n, 300);
+  cn_store_close(s);
+}
+END_TEST
+
+static void make_root(const uint8_t seed[32], uint64_t seq, const char *value, cn_root *r)
+{
+  uint8_t msg[1100];
+  memset(r, 0, sizeof *r);
+  r->seq = seq;
+  r->value_len = strlen(value);
+  memcpy(r->value, value, r->value_len);
+  size_t n = cn_root_signing_bytes(seq, r->value, r->value_len, msg);
+  cn_sign(seed, msg, n, r->sig);
+}
+
+START_TEST(roots_verify_and_never_go_back)
+{
+  cn_store *s;
+  cn_nskey k, other;
+  uint8_t seed[32] = {42}, other_seed[32] = {43};
+  cn_nskey_from_seed(&k, seed);
+  cn_nskey_from_seed(&other, other_seed);
+  ck_assert_int_eq(cn_store_open(home, &s), 0);
+  cn_root r, got;
+  ck_assert_int_eq(cn_store_root_get(s, k.pk, &got), -ENOENT);
+  ck_assert_uint_eq(cn_store_root_seq(s, k.pk), 0);
+  make_root(seed, 5, "five", &r);
+  ck_assert_int_eq(cn_store_root_put(s, k.pk, &r, NULL, 0), 0);
+  ck_assert_int_eq(cn_store_root_get(s, k.pk, &got), 0);
+  ck_assert_uint_eq(got.seq, 5);
+  ck_assert_mem_eq(got.value, "five", 4);
+  make_root(seed, 4, "four", &r);
+  ck_assert_int_eq(cn_store_root_put(s, k.pk, &r, NULL, 0), -ESTALE);
+  make_root(seed, 5, "other five", &r);
+  ck_assert_int_eq(cn_store_root_put(s, k.pk, &r, NULL, 0), -ESTALE);
+  make_root(other_seed, 9, "forged", &r);
+  ck_assert_int_eq(cn_store_root_put(s, k.pk, &r, NULL, 0), -EBADMSG);
+  make_root(seed, 9, "nine", &r);
+  r.value[0] ^= 1; /* signature no longer covers the value */
+  ck_assert_int_eq(cn_store_root_put(s, k.pk, &r, NULL, 0), -EBADMSG);
+  cn_store_close(s);
+  /* the high-water mark survives a restart */
+  ck_assert_int_eq(cn_store_open(home, &s), 0);
+  ck_assert_uint_eq(cn_store_root_seq(s, k.pk), 5);
+  make_root(seed, 3, "three", &r);
+  ck_assert_int_eq(cn_store_root_put(s, k.pk, &r, NULL, 0), -ESTALE);
+  ck_assert_uint_eq(cn_store_root_seq(s, other.pk), 0);
+  cn_store_close(s);
+}
+END_TEST
+
+START_TEST(listed_chunks_are_filtered_atomically_with_the_root)
+{
+  cn_store *s;
+  cn_nskey k;
+  uint8_t seed[32] = {9};
+  cn_nskey_from_seed(&k, seed);
+  ck_assert_int_eq(cn_store_open(home, &s), 0);
+  uint8_t ids[4][32];
+  for (int i = 0; i < 4; i++)
+    memset(ids[i], i + 1, 32);
+  cn_root r;
+  make_root(seed, 1, "one", &r);
+  ck_assert_int_eq(cn_store_root_put(s, k.pk, &r, (const uint8_t(*)[32])ids, 2), 0);
+  /* a refused root must not mark anything */
+  make_root(seed, 1, "again", &r);
+  ck_assert_int_eq(cn_store_root_put(s, k.pk, &r, (const uint8_t(*)[32])(ids + 2), 1), -ESTALE);
+  uint8_t probe[4][32];
+  memcpy(probe, ids, sizeof probe);
+  size_t n = cn_store_filter_unlisted(s, probe, 4);
+  ck_assert_uint_eq(n, 2);
+  ck_assert_mem_eq(probe[0], ids[2], 32);
+  ck_assert_mem_eq(probe[1], ids[3], 32);
+  cn_store_close(s);
+}
+END_TEST
+
+START_TEST(namespace_lock_excludes_other_holders)
+{
+  cn_store *s;
+  uint8_t pk[32] = {5};
+  ck_assert_int_eq(cn_store_open(home, &s), 0);
+  int fd = cn_store_lock_ns(s, pk);
+  ck_assert_int_ge(fd, 0);
+  pid_t child = fork();
+  if (child == 0) {
+    /* a second process must not get the lock while we hold it */
+    char path[400], id[CN_NSID_LEN + 1];
+    cn_nsid(pk, id);
+    snprintf(path, sizeof path, "%s/locks/%s", home, id);
+    int other = open(path, O_RDWR);
+    _exit(other >= 0 && flock(other, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK ? 0 : 1);
+  }
+  int status;
+  waitpid(child, &status, 0);
+  ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  close(fd);
+  cn_store_close(s);
+}
+END_TEST
+
+int main(void)
+{
+  if (cn_crypto_init() < 0)
+    return EXIT_FAILURE;
+  Suite *suite = suite_create("store");
+  TCase *tc = tcase_create("store");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_add_test(tc, open_missing_home_says_init);
+  tcase_add_test(tc, node_key_is_private_and_stable);
+  tcase_add_test(tc, put_get_flush_and_dedupe);
+  tcase_add_test(tc, corrupt_chunk_is_eio_never_data);
+  tcase_add_test(tc, dead_process_staging_is_swept);
+  tcase_add_test(tc, foreach_visits_every_chunk);
+  tcase_add_test(tc, roots_verify_and_never_go_back);
+  tcase_add_test(tc, listed_chunks_are_filtered_atomically_with_the_root);
+  tcase_add_test(tc, namespace_lock_excludes_other_holders);
+  suite_add_tcase(suite, tc);
+  SRunner *sr = srunner_create(suite);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
