@@ -89,6 +89,18 @@ int cn_keyring_save(const cn_keyring *kr)
   fclose(f);
   if (!rc && rename(tmp, kr->path) < 0)
     rc = cn_fail(errno, "cannot replace the keyring: %s", strerror(errno));
+  if (!rc) { /* the rename itself must survive a crash */
+    char *dir = strdup(kr->path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+      *slash = 0;
+    int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+      fsync(dfd);
+      close(dfd);
+    }
+    free(dir);
+  }
   if (rc)
     unlink(tmp);
   free(tmp);

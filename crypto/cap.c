@@ -77,7 +77,8 @@ int cn_cap_parse(const char *s, cn_cap *out)
   size_t ver_len = strspn(p, "0123456789");
   if (ver_len == 0)
     return cn_fail(EINVAL, "cap string has no format version after kind '%s'", kinds[kind].name);
-  if (ver_len > 4 || atoi(p) != CAP_VERSION)
+  /* exactly one spelling per version, so one cap has one string */
+  if (ver_len != 1 || *p - '0' != CAP_VERSION)
     return cn_fail(EINVAL, "unsupported cap format version %.*s (this cairn reads version %d)",
                    (int)ver_len, p, CAP_VERSION);
   p += ver_len;

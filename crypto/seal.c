@@ -2,8 +2,10 @@
  * Convergent sealing. key = BLAKE2b-256 keyed by the namespace's convergence secret over
  * the plaintext, so equal plaintext in one namespace gives equal ciphertext (dedupe) while
  * other namespaces can't confirm a file. Because each key seals exactly one plaintext, a
- * fixed all-zero nonce is safe. lz4 is applied first and kept only when it shrinks data;
- * the codec byte is inside the ciphertext so peers can't see compressibility.
+ * fixed all-zero nonce is safe. lz4 is applied first and kept only when it shrinks data.
+ * The codec byte is encrypted, but the sealed length still shows the compressed size.
+ * Chunk IDs therefore depend on liblz4's output: a different lz4 build still reads every
+ * object but may seal new ones differently (less dedupe, never wrong data).
  *
  * sealed = version(1) || AEAD_XChaCha20Poly1305(key, nonce=0, ad=version, inner)
  * inner  = codec(1) [0 = raw | 1 = lz4 followed by u32le raw length] || payload

@@ -22,6 +22,8 @@
 #include <unistd.h>
 
 #define INDEX_MAP_SIZE (64ull << 30) /* virtual; LMDB files grow as needed */
+/* One version for the home's layout, the index's databases and the keyring's format. */
+#define HOME_FORMAT "cairn-home 1\n"
 
 struct cn_store {
   char *home;
@@ -31,8 +33,9 @@ struct cn_store {
   MDB_dbi hwm;     /* pk → highest accepted seq u64le */
   MDB_dbi listed;  /* chunk id → seq of the first commit that listed it */
   pthread_mutex_t lock;
-  uint8_t (*pending)[CN_ID_BYTES];
+  struct staged { uint8_t id[CN_ID_BYTES]; uint64_t serial; } *pending;
   size_t n_pending, cap_pending;
+  uint64_t next_serial;
 };
 
 void cn_log(const char *fmt, ...)
@@ -168,6 +171,11 @@ int cn_store_init(const char *home)
       return cn_fail(-rc, "cannot write %s/node.key: %s", home, strerror(-rc));
     }
   }
+  if (faccessat(fd, "format", F_OK, 0) < 0 &&
+      (rc = write_file_atomic(fd, "format", HOME_FORMAT, strlen(HOME_FORMAT), 0600)) < 0) {
+    close(fd);
+    return cn_fail(-rc, "cannot write %s/format: %s", home, strerror(-rc));
+  }
   close(fd);
   cn_store *s;
   if ((rc = cn_store_open(home, &s)) < 0)
@@ -188,8 +196,11 @@ static void sweep_tmp(cn_store *s)
     const char *dot = strrchr(e->d_name, '.');
     if (e->d_name[0] == '.' || !dot)
       continue;
-    pid_t pid = (pid_t)atoi(dot + 1);
-    if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM) && pid != getpid())
+    /* names are <hex id>.<pid>.<serial>: keep what live processes (this one too) staged */
+    const char *pid_at = strchr(e->d_name, '.');
+    pid_t pid = pid_at ? (pid_t)atoi(pid_at + 1) : 0;
+    (void)dot;
+    if (pid == getpid() || (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM)))
       continue;
     unlinkat(fd, e->d_name, 0);
   }
@@ -205,6 +216,17 @@ int cn_store_open(const char *home, cn_store **out)
   snprintf(probe, sizeof probe, "%s/node.key", home);
   if (stat(probe, &st) < 0)
     return cn_fail(ENOENT, "no cairn home at %s (run 'cairn init' first)", home);
+  char format[64] = {0};
+  snprintf(probe, sizeof probe, "%s/format", home);
+  FILE *f = fopen(probe, "re");
+  if (f) {
+    if (!fgets(format, sizeof format, f))
+      format[0] = 0;
+    fclose(f);
+  }
+  if (strcmp(format, HOME_FORMAT) != 0)
+    return cn_fail(EPROTO, "%s is not a cairn home this version can open (format file says '%.*s')",
+                   home, (int)strcspn(format, "\n"), format);
   cn_store *s = calloc(1, sizeof *s);
   s->home = strdup(home);
   pthread_mutex_init(&s->lock, NULL);
@@ -260,11 +282,11 @@ static void chunk_relpath(const uint8_t id[CN_ID_BYTES], char out[80])
   snprintf(out, 80, "chunks/%.2s/%.2s/%s", hex, hex + 2, hex);
 }
 
-static void tmp_relpath(const uint8_t id[CN_ID_BYTES], char out[96])
+static void tmp_relpath(const struct staged *st, char out[128])
 {
   char hex[CN_HEX_ID_LEN + 1];
-  cn_hex(id, CN_ID_BYTES, hex);
-  snprintf(out, 96, "tmp/%s.%d", hex, (int)getpid());
+  cn_hex(st->id, CN_ID_BYTES, hex);
+  snprintf(out, 128, "tmp/%s.%d.%llu", hex, (int)getpid(), (unsigned long long)st->serial);
 }
 
 const char *cn_store_chunk_path(cn_store *s, const uint8_t id[CN_ID_BYTES])
@@ -276,12 +298,13 @@ const char *cn_store_chunk_path(cn_store *s, const uint8_t id[CN_ID_BYTES])
   return path;
 }
 
-static int is_pending(cn_store *s, const uint8_t id[CN_ID_BYTES])
+/* The staged record for id, or NULL. Caller holds s->lock. */
+static const struct staged *find_pending(cn_store *s, const uint8_t id[CN_ID_BYTES])
 {
   for (size_t i = s->n_pending; i-- > 0;)
-    if (memcmp(s->pending[i], id, CN_ID_BYTES) == 0)
-      return 1;
-  return 0;
+    if (memcmp(s->pending[i].id, id, CN_ID_BYTES) == 0)
+      return &s->pending[i];
+  return NULL;
 }
 
 int cn_store_has(cn_store *s, const uint8_t id[CN_ID_BYTES])
@@ -291,7 +314,7 @@ int cn_store_has(cn_store *s, const uint8_t id[CN_ID_BYTES])
   if (faccessat(s->home_fd, rel, F_OK, 0) == 0)
     return 1;
   pthread_mutex_lock(&s->lock);
-  int hit = is_pending(s, id);
+  int hit = find_pending(s, id) != NULL;
   pthread_mutex_unlock(&s->lock);
   return hit;
 }
@@ -312,12 +335,19 @@ static int write_all(int fd, const uint8_t *p, size_t len)
 
 int cn_store_put(cn_store *s, const uint8_t *data, size_t len, uint8_t id[CN_ID_BYTES])
 {
+  if (len == 0)
+    return cn_fail(EINVAL, "empty chunks are not stored");
   cn_chunk_id(data, len, id);
   if (cn_store_has(s, id))
     return 0;
-  char rel[96];
-  tmp_relpath(id, rel);
-  int fd = openat(s->home_fd, rel, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  struct staged st;
+  memcpy(st.id, id, CN_ID_BYTES);
+  pthread_mutex_lock(&s->lock);
+  st.serial = s->next_serial++;
+  pthread_mutex_unlock(&s->lock);
+  char rel[128];
+  tmp_relpath(&st, rel);
+  int fd = openat(s->home_fd, rel, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0)
     return cn_fail(errno, "cannot stage chunk in %s/tmp: %s", s->home, strerror(errno));
   int rc = write_all(fd, data, len);
@@ -328,13 +358,19 @@ int cn_store_put(cn_store *s, const uint8_t *data, size_t len, uint8_t id[CN_ID_
     return cn_fail(-rc, "cannot write chunk to %s/tmp: %s", s->home, strerror(-rc));
   }
   pthread_mutex_lock(&s->lock);
+  if (find_pending(s, id)) {
+    /* another thread staged the same chunk meanwhile: keep one copy */
+    pthread_mutex_unlock(&s->lock);
+    unlinkat(s->home_fd, rel, 0);
+    return 0;
+  }
   if (s->n_pending == s->cap_pending) {
     s->cap_pending = s->cap_pending ? 2 * s->cap_pending : 256;
-    s->pending = realloc(s->pending, s->cap_pending * CN_ID_BYTES);
+    s->pending = realloc(s->pending, s->cap_pending * sizeof *s->pending);
     if (!s->pending)
       abort();
   }
-  memcpy(s->pending[s->n_pending++], id, CN_ID_BYTES);
+  s->pending[s->n_pending++] = st;
   pthread_mutex_unlock(&s->lock);
   return 0;
 }
@@ -359,39 +395,43 @@ int cn_store_flush(cn_store *s)
     rc = cn_fail(errno, "cannot sync the store: %s", strerror(errno));
   size_t done = 0;
   for (; !rc && done < s->n_pending; done++) {
-    char from[96], to[80];
-    tmp_relpath(s->pending[done], from);
-    chunk_relpath(s->pending[done], to);
+    char from[128], to[80];
+    tmp_relpath(&s->pending[done], from);
+    chunk_relpath(s->pending[done].id, to);
     int err = ensure_fanout(s, to);
     if (!err && renameat(s->home_fd, from, s->home_fd, to) < 0)
       err = -errno;
-    if (err)
+    if (err) {
       rc = cn_fail(-err, "cannot move chunk into %s/%s: %s", s->home, to, strerror(-err));
+      break; /* this one stays staged, so a later flush retries it */
+    }
   }
+  /* renamed chunks are in place whatever happens next */
+  memmove(s->pending, s->pending + done, (s->n_pending - done) * sizeof *s->pending);
+  s->n_pending -= done;
   if (done && syncfs(s->home_fd) < 0 && !rc)
     rc = cn_fail(errno, "cannot sync the store: %s", strerror(errno));
-  /* keep what failed staged, so a later flush retries it */
-  if (rc && done)
-    done--;
-  memmove(s->pending, s->pending + done, (s->n_pending - done) * CN_ID_BYTES);
-  s->n_pending -= done;
   pthread_mutex_unlock(&s->lock);
   return rc;
 }
 
 static int read_chunk_file(cn_store *s, const uint8_t id[CN_ID_BYTES], uint8_t **data, size_t *len)
 {
-  char rel[96];
+  char rel[128];
   chunk_relpath(id, rel);
   int fd = openat(s->home_fd, rel, O_RDONLY | O_CLOEXEC);
   if (fd < 0 && errno == ENOENT) {
     pthread_mutex_lock(&s->lock);
-    int staged = is_pending(s, id);
-    pthread_mutex_unlock(&s->lock);
-    if (staged) {
-      tmp_relpath(id, rel);
+    const struct staged *st = find_pending(s, id);
+    if (st) {
+      tmp_relpath(st, rel);
       fd = openat(s->home_fd, rel, O_RDONLY | O_CLOEXEC);
     }
+    pthread_mutex_unlock(&s->lock);
+    if (!st) /* it may have been flushed into place just now */
+      fd = openat(s->home_fd, rel, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+      errno = ENOENT;
   }
   if (fd < 0) {
     char hex[CN_HEX_ID_LEN + 1];

@@ -173,7 +173,8 @@ static int manifest_walk(cn_ns *ns, const cn_ref *node_ref, int level, chunk_fn 
   cn_reader_init(&r, plain, len);
   uint8_t kind = cn_read_u8(&r), version = cn_read_u8(&r), node_level = cn_read_u8(&r);
   uint64_t count = cn_read_varint(&r), total = 0;
-  if (r.bad || kind != NODE_MANIFEST || version != NODE_VERSION || node_level != level) {
+  if (r.bad || kind != NODE_MANIFEST || version != NODE_VERSION || node_level != level ||
+      count == 0 || count > MANIFEST_FANOUT) {
     free(plain);
     cn_log("manifest node %s is malformed", hex);
     return cn_fail(EIO, "manifest node %s is malformed", hex);
@@ -221,6 +222,8 @@ static int walk_chunks(cn_ns *ns, const cn_entry *e, chunk_fn fn, void *ctx, con
       total += ref.len;
       rc = fn(ns, &ref, ctx);
     }
+    if (!rc && r.pos != r.len)
+      return cn_fail(EIO, "file '%s' has trailing bytes after its chunk list", e->name);
   } else if (form == CONTENT_MANIFEST) {
     uint8_t level = cn_read_u8(&r);
     cn_ref ref;

@@ -126,7 +126,7 @@ static int head_of(cn_store *s, const uint8_t pk[CN_PK_BYTES], cn_root *root, ui
     return cn_fail(EIO, "stored root has a bad signature");
   }
   if (root->value_len != ROOT_VALUE_LEN || root->value[0] != ROOT_VALUE_VERSION)
-    return cn_fail(EIO, "root value of unknown version %u", root->value[0]);
+    return cn_fail(EIO, "root value of unknown version or length (%zu bytes)", root->value_len);
   memcpy(commit_id, root->value + 1, CN_ID_BYTES);
   return 0;
 }
@@ -224,6 +224,11 @@ void cn_ns_close(cn_ns *ns)
 
 uint64_t cn_ns_seq(const cn_ns *ns) { return ns->seq; }
 
+static int compare_ids(const void *a, const void *b)
+{
+  return memcmp(a, b, CN_ID_BYTES);
+}
+
 int cn_ns_commit(cn_ns *ns)
 {
   if (!ns->dirty && ns->has_head)
@@ -240,7 +245,12 @@ int cn_ns_commit(cn_ns *ns)
   fs_entry_encode(&root_entry, &ns->root);
   uint8_t *box = malloc(root_entry.len + CN_BOX_OVERHEAD);
   cn_box(ns->key.read_key, root_entry.p, root_entry.len, box);
-  size_t n_listed = cn_store_filter_unlisted(ns->store, ns->touched, ns->n_touched);
+  qsort(ns->touched, ns->n_touched, CN_ID_BYTES, compare_ids);
+  size_t unique = 0;
+  for (size_t i = 0; i < ns->n_touched; i++)
+    if (!unique || memcmp(ns->touched[unique - 1], ns->touched[i], CN_ID_BYTES))
+      memmove(ns->touched[unique++], ns->touched[i], CN_ID_BYTES);
+  size_t n_listed = cn_store_filter_unlisted(ns->store, ns->touched, unique);
   ns->n_touched = n_listed;
 
   uint64_t seq = cn_store_root_seq(ns->store, ns->key.pk) + 1;
@@ -677,7 +687,7 @@ int cn_ns_check(cn_store *s, const cn_nskey *key, cn_check_report *report)
         report->bad++;
       }
     }
-    int more = c.has_parent;
+    int more = c.has_parent && c.seq > 1;
     memcpy(id, c.parent, CN_ID_BYTES);
     expect_seq = c.seq - 1;
     free(data);

@@ -35,21 +35,29 @@ int fs_entry_decode(cn_reader *r, cn_entry *e)
   const uint8_t *name = cn_read_bytes(r, &name_len);
   e->attr.type = (cn_ftype)cn_read_u8(r);
   e->attr.mode = (uint32_t)cn_read_varint(r);
-  e->attr.uid = (uint32_t)cn_read_varint(r);
-  e->attr.gid = (uint32_t)cn_read_varint(r);
+  uint64_t wide_uid = cn_read_varint(r), wide_gid = cn_read_varint(r);
+  e->attr.uid = wide_uid >= UINT32_MAX ? UINT32_MAX : (uint32_t)wide_uid;
+  e->attr.gid = wide_gid >= UINT32_MAX ? UINT32_MAX : (uint32_t)wide_gid;
   e->attr.size = cn_read_varint(r);
   e->attr.mtime_ns = cn_read_svarint(r);
   e->attr.atime_ns = cn_read_svarint(r);
   e->attr.ctime_ns = cn_read_svarint(r);
   const uint8_t *content = cn_read_bytes(r, &content_len);
   if (r->bad || name_len > 255 || memchr(name, '/', name_len) || memchr(name, 0, name_len) ||
-      e->attr.type < CN_FILE || e->attr.type > CN_SOCKET || e->attr.mode > 07777)
+      e->attr.type < CN_FILE || e->attr.type > CN_SOCKET || e->attr.mode > 07777 ||
+      e->attr.uid == UINT32_MAX || e->attr.gid == UINT32_MAX)
     return cn_fail(EIO, "malformed directory entry");
   if (e->attr.type == CN_DIR && content_len != REF_BYTES)
     return cn_fail(EIO, "directory entry has a malformed child reference");
   e->name = strndup((const char *)name, name_len);
   cn_buf_put(&e->content, content, content_len);
   return 0;
+}
+
+/* Entries inside directory nodes must have a usable name; only the root is nameless. */
+static int entry_name_ok(const char *name)
+{
+  return name[0] && strcmp(name, ".") && strcmp(name, "..");
 }
 
 static void dir_free(cn_dir *d)
@@ -127,7 +135,7 @@ typedef struct {
 } walk_state;
 
 static int walk_node(cn_ns *ns, const uint8_t id[CN_ID_BYTES], const uint8_t key[CN_KEY_BYTES],
-                     int depth, walk_state *w)
+                     int depth, int want_level, walk_state *w)
 {
   char hex[CN_HEX_ID_LEN + 1];
   uint8_t *plain;
@@ -141,7 +149,7 @@ static int walk_node(cn_ns *ns, const uint8_t id[CN_ID_BYTES], const uint8_t key
   uint8_t kind = cn_read_u8(&r), version = cn_read_u8(&r), level = cn_read_u8(&r);
   uint64_t count = cn_read_varint(&r);
   if (r.bad || kind != NODE_DIR || version != NODE_VERSION || level > MAX_TREE_DEPTH ||
-      depth > MAX_TREE_DEPTH) {
+      depth > MAX_TREE_DEPTH || (want_level >= 0 && level != want_level)) {
     free(plain);
     cn_log("directory node %s is malformed or of an unknown version", hex);
     return cn_fail(EIO, "directory node %s is malformed", hex);
@@ -150,6 +158,8 @@ static int walk_node(cn_ns *ns, const uint8_t id[CN_ID_BYTES], const uint8_t key
     if (level == 0) {
       cn_entry *e = calloc(1, sizeof *e);
       rc = fs_entry_decode(&r, e);
+      if (!rc && !entry_name_ok(e->name))
+        rc = cn_fail(EIO, "directory node %s holds an entry with an empty, '.' or '..' name", hex);
       if (!rc && w->last_name && strcmp(w->last_name, e->name) >= 0)
         rc = cn_fail(EIO, "directory node %s lists names out of order", hex);
       if (rc) {
@@ -174,7 +184,7 @@ static int walk_node(cn_ns *ns, const uint8_t id[CN_ID_BYTES], const uint8_t key
       uint8_t cid[CN_ID_BYTES], ckey[CN_KEY_BYTES];
       memcpy(cid, ref, CN_ID_BYTES);
       memcpy(ckey, ref + CN_ID_BYTES, CN_KEY_BYTES);
-      rc = walk_node(ns, cid, ckey, depth + 1, w);
+      rc = walk_node(ns, cid, ckey, depth + 1, level - 1, w);
     }
   }
   if (!rc && (r.bad || r.pos != r.len)) {
@@ -189,7 +199,7 @@ int fs_walk_dir_nodes(cn_ns *ns, const uint8_t id[CN_ID_BYTES], const uint8_t ke
                       int (*visit_entry)(cn_ns *ns, cn_entry *e, void *ctx), void *ctx)
 {
   walk_state w = {.visit = visit_entry, .ctx = ctx};
-  int rc = walk_node(ns, id, key, 0, &w);
+  int rc = walk_node(ns, id, key, 0, -1, &w);
   free(w.last_owned);
   return rc;
 }

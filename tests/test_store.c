@@ -46,6 +46,19 @@ START_TEST(open_missing_home_says_init)
 }
 END_TEST
 
+START_TEST(foreign_home_format_is_refused)
+{
+  char path[300];
+  snprintf(path, sizeof path, "%s/format", home);
+  FILE *f = fopen(path, "w");
+  fputs("cairn-home 2\n", f);
+  fclose(f);
+  cn_store *s;
+  ck_assert_int_eq(cn_store_open(home, &s), -EPROTO);
+  ck_assert_ptr_nonnull(strstr(cn_err(), "cairn-home 2"));
+}
+END_TEST
+
 START_TEST(node_key_is_private_and_stable)
 {
   char path[300];
@@ -278,6 +291,7 @@ int main(void)
   TCase *tc = tcase_create("store");
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, open_missing_home_says_init);
+  tcase_add_test(tc, foreign_home_format_is_refused);
   tcase_add_test(tc, node_key_is_private_and_stable);
   tcase_add_test(tc, put_get_flush_and_dedupe);
   tcase_add_test(tc, corrupt_chunk_is_eio_never_data);
