@@ -53,7 +53,9 @@ int cn_keyring_load(const char *home, int for_update, cn_keyring *kr)
     cn_cap cap;
     cn_nskey key;
     if (cn_cap_parse(cap_str, &cap) < 0 || cn_nskey_from_cap(&key, &cap) < 0) {
-      rc = cn_fail(EINVAL, "%s line %d: %s", kr->path, lineno, cn_err());
+      char why[256];
+      snprintf(why, sizeof why, "%s", cn_err()); /* cn_fail rewrites the buffer cn_err reads */
+      rc = cn_fail(EINVAL, "%s line %d: %s", kr->path, lineno, why);
       break;
     }
     rc = cn_keyring_add(kr, &key, strcmp(pet, "-") ? pet : "");

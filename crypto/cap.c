@@ -90,8 +90,10 @@ int cn_cap_parse(const char *s, cn_cap *out)
   uint8_t payload[64 + CHECKSUM_BYTES + 8];
   long got = cn_unbase32(p, strlen(p), payload, sizeof payload);
   if (got < 0) {
-    /* cn_unbase32 left a reason with the offending offset relative to the body */
-    return cn_fail(EINVAL, "cap body is not valid base32: %s", cn_err());
+    /* cn_unbase32 left a reason with the offending offset; copy it before reformatting */
+    char why[256];
+    snprintf(why, sizeof why, "%s", cn_err());
+    return cn_fail(EINVAL, "cap body is not valid base32: %s", why);
   }
   if ((size_t)got != want) {
     sodium_memzero(payload, sizeof payload);
