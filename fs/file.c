@@ -317,3 +317,44 @@ int fs_file_check(cn_ns *ns, const cn_entry *e, uint64_t *chunks, uint64_t *bad)
   }
   return rc;
 }
+
+typedef struct {
+  cn_extent *v;
+  size_t n, cap;
+  uint64_t offset;
+} extent_list;
+
+static int add_extent(cn_ns *ns, const cn_ref *ref, void *ctx)
+{
+  extent_list *l = ctx;
+  if (l->n == l->cap) {
+    l->cap = l->cap ? 2 * l->cap : 16;
+    l->v = realloc(l->v, l->cap * sizeof *l->v);
+    if (!l->v)
+      abort();
+  }
+  l->v[l->n].offset = l->offset;
+  l->v[l->n].ref = *ref;
+  l->n++;
+  l->offset += ref->len;
+  return 0;
+}
+
+int fs_file_extents(cn_ns *ns, const cn_entry *e, cn_extent **out, size_t *n)
+{
+  const uint8_t *inline_data;
+  extent_list l = {0};
+  int rc = walk_chunks(ns, e, add_extent, &l, &inline_data);
+  if (rc < 0) {
+    free(l.v);
+    return rc;
+  }
+  *out = l.v;
+  *n = l.n;
+  return 0;
+}
+
+const uint8_t *fs_file_inline(const cn_entry *e)
+{
+  return e->content.len >= 1 && e->content.p[0] == CONTENT_INLINE ? e->content.p + 1 : NULL;
+}

@@ -23,6 +23,8 @@ typedef struct {
   cn_attr attr;
   cn_buf content; /* encoded per type: see docs/FORMAT.md "Entry content" */
   cn_dir *dir;    /* loaded child directory, dirs only */
+  cn_dir *in_dir; /* the directory holding this entry; NULL for a root or a detached entry */
+  void *inode;    /* the mount's inode for this entry, if it has one (fs/mount.c) */
 } cn_entry;
 
 struct cn_dir {
@@ -65,14 +67,29 @@ int fs_dir_store(cn_ns *ns, cn_dir *dir);
 cn_entry *fs_dir_find(cn_dir *dir, const char *name, size_t *pos);
 void fs_dir_insert(cn_dir *dir, size_t pos, cn_entry *e);
 void fs_dir_remove(cn_dir *dir, size_t pos);
+/* Unlinks the entry at pos without freeing it: the caller owns it. */
+cn_entry *fs_dir_take(cn_dir *dir, size_t pos);
 /* Walks every node of a stored directory; with visit_entry called per entry. */
 int fs_walk_dir_nodes(cn_ns *ns, const uint8_t id[CN_ID_BYTES], const uint8_t key[CN_KEY_BYTES],
                       int (*visit_entry)(cn_ns *ns, cn_entry *e, void *ctx), void *ctx);
+
+/* tree bookkeeping shared by ns.c and mount.c */
+int64_t fs_now_ns(void);
+void fs_mark_dirty(cn_ns *ns, cn_dir *dir);
+/* An entry of dir changed: bump the directory's mtime and ctime and mark it dirty. */
+void fs_touch_dir(cn_ns *ns, cn_dir *dir);
+void fs_make_attr(cn_attr *a, const cn_attr *meta, cn_ftype type);
+int fs_need_write(cn_ns *ns);
 
 /* file content (file.c) */
 int fs_file_write(cn_ns *ns, int fd, cn_buf *content, uint64_t *size);
 int fs_file_read(cn_ns *ns, const cn_entry *e, int fd);
 int fs_file_chunks(cn_ns *ns, const cn_entry *e, uint64_t *count);
+/* The data chunks of a file in order, with their offsets; inline files have none. */
+typedef struct { uint64_t offset; cn_ref ref; } cn_extent;
+int fs_file_extents(cn_ns *ns, const cn_entry *e, cn_extent **out, size_t *n);
+/* Bytes of an inline file (NULL when the file is stored in chunks). */
+const uint8_t *fs_file_inline(const cn_entry *e);
 /* Verifies and decrypts every chunk and manifest node of a file: 0 or -EIO (logged). */
 int fs_file_check(cn_ns *ns, const cn_entry *e, uint64_t *chunks, uint64_t *bad);
 

@@ -19,7 +19,7 @@
 #define ROOT_VALUE_VERSION 1
 #define ROOT_VALUE_LEN (1 + CN_ID_BYTES)
 
-static int64_t now_ns(void)
+int64_t fs_now_ns(void)
 {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -139,7 +139,7 @@ static void default_root(cn_entry *root)
   root->attr.mode = 0755;
   root->attr.uid = (uint32_t)getuid();
   root->attr.gid = (uint32_t)getgid();
-  root->attr.mtime_ns = root->attr.atime_ns = root->attr.ctime_ns = now_ns();
+  root->attr.mtime_ns = root->attr.atime_ns = root->attr.ctime_ns = fs_now_ns();
 }
 
 static int load_head(cn_ns *ns)
@@ -263,7 +263,7 @@ int cn_ns_commit(cn_ns *ns)
   cn_buf_u8(&commit, (uint8_t)ns->has_head);
   if (ns->has_head)
     cn_buf_put(&commit, ns->head, CN_ID_BYTES);
-  cn_buf_svarint(&commit, now_ns());
+  cn_buf_svarint(&commit, fs_now_ns());
   cn_buf_bytes(&commit, box, root_entry.len + CN_BOX_OVERHEAD);
   cn_buf_varint(&commit, n_listed);
   cn_buf_put(&commit, ns->touched, n_listed * CN_ID_BYTES);
@@ -309,7 +309,7 @@ static int need_read(cn_ns *ns)
   return 0;
 }
 
-static int need_write(cn_ns *ns)
+int fs_need_write(cn_ns *ns)
 {
   if (ns->key.access != CN_ACCESS_WRITE || ns->lock_fd < 0)
     return cn_fail(EROFS, "namespace is read-only here (held by a %s-cap)",
@@ -336,7 +336,7 @@ static int next_component(const char **p, char name[256])
   return 1;
 }
 
-static void make_attr(cn_attr *a, const cn_attr *meta, cn_ftype type)
+void fs_make_attr(cn_attr *a, const cn_attr *meta, cn_ftype type)
 {
   if (meta) {
     *a = *meta;
@@ -345,13 +345,13 @@ static void make_attr(cn_attr *a, const cn_attr *meta, cn_ftype type)
     a->mode = type == CN_DIR ? 0755 : 0644;
     a->uid = (uint32_t)getuid();
     a->gid = (uint32_t)getgid();
-    a->mtime_ns = a->atime_ns = a->ctime_ns = now_ns();
+    a->mtime_ns = a->atime_ns = a->ctime_ns = fs_now_ns();
   }
   a->type = type;
   a->mode &= 07777;
 }
 
-static void mark_dirty(cn_ns *ns, cn_dir *d)
+void fs_mark_dirty(cn_ns *ns, cn_dir *d)
 {
   for (; d; d = d->parent)
     d->dirty = 1;
@@ -359,11 +359,11 @@ static void mark_dirty(cn_ns *ns, cn_dir *d)
 }
 
 /* Entry changes update the directory's mtime and ctime, as POSIX does. */
-static void touch_dir(cn_ns *ns, cn_dir *d)
+void fs_touch_dir(cn_ns *ns, cn_dir *d)
 {
-  int64_t t = now_ns();
+  int64_t t = fs_now_ns();
   d->owner->attr.mtime_ns = d->owner->attr.ctime_ns = t;
-  mark_dirty(ns, d);
+  fs_mark_dirty(ns, d);
 }
 
 /* Resolves everything but the last component to a loaded directory. *name receives the
@@ -389,12 +389,12 @@ static int resolve_parent(cn_ns *ns, const char *path, int create, cn_dir **dir,
     if (!e && create) {
       e = calloc(1, sizeof *e);
       e->name = strdup(name);
-      make_attr(&e->attr, NULL, CN_DIR);
+      fs_make_attr(&e->attr, NULL, CN_DIR);
       e->dir = calloc(1, sizeof *e->dir);
       e->dir->owner = e;
       fs_dir_insert(d, pos, e);
-      touch_dir(ns, d);
-      mark_dirty(ns, e->dir);
+      fs_touch_dir(ns, d);
+      fs_mark_dirty(ns, e->dir);
     }
     if (!e)
       return cn_fail(ENOENT, "'%s' does not exist", name);
@@ -500,7 +500,7 @@ static int place_entry(cn_ns *ns, const char *path, cn_entry *fresh, int create_
 {
   cn_dir *d;
   char name[256];
-  int rc = need_write(ns);
+  int rc = fs_need_write(ns);
   if (!rc)
     rc = resolve_parent(ns, path, create_parents, &d, name);
   if (!rc && !name[0])
@@ -519,19 +519,19 @@ static int place_entry(cn_ns *ns, const char *path, cn_entry *fresh, int create_
   if (e->dir)
     e->dir->owner = e;
   fs_dir_insert(d, pos, e);
-  touch_dir(ns, d);
+  fs_touch_dir(ns, d);
   if (e->dir)
-    mark_dirty(ns, e->dir);
+    fs_mark_dirty(ns, e->dir);
   return 0;
 }
 
 int cn_ns_write_from_fd(cn_ns *ns, const char *path, int fd, const cn_attr *meta)
 {
-  int rc = need_write(ns);
+  int rc = fs_need_write(ns);
   if (rc < 0)
     return rc;
   cn_entry e = {0};
-  make_attr(&e.attr, meta, CN_FILE);
+  fs_make_attr(&e.attr, meta, CN_FILE);
   if ((rc = fs_file_write(ns, fd, &e.content, &e.attr.size)) < 0) {
     cn_buf_free(&e.content);
     return rc;
@@ -547,7 +547,7 @@ int cn_ns_mkdir(cn_ns *ns, const char *path, const cn_attr *meta, int parents)
   if (parents && lookup(ns, path, &existing, NULL) == 0)
     return existing->attr.type == CN_DIR ? 0 : cn_fail(ENOTDIR, "'%s' exists and is not a directory", path);
   cn_entry e = {0};
-  make_attr(&e.attr, meta, CN_DIR);
+  fs_make_attr(&e.attr, meta, CN_DIR);
   e.dir = calloc(1, sizeof *e.dir);
   int rc = place_entry(ns, path, &e, parents);
   if (rc < 0)
@@ -558,7 +558,7 @@ int cn_ns_mkdir(cn_ns *ns, const char *path, const cn_attr *meta, int parents)
 int cn_ns_symlink(cn_ns *ns, const char *path, const char *target, const cn_attr *meta)
 {
   cn_entry e = {0};
-  make_attr(&e.attr, meta, CN_SYMLINK);
+  fs_make_attr(&e.attr, meta, CN_SYMLINK);
   e.attr.size = strlen(target);
   cn_buf_put(&e.content, target, strlen(target));
   int rc = place_entry(ns, path, &e, 1);
@@ -572,7 +572,7 @@ int cn_ns_mknod(cn_ns *ns, const char *path, cn_ftype type, const cn_attr *meta)
   if (type != CN_FIFO && type != CN_SOCKET)
     return cn_fail(EPERM, "only FIFOs and sockets can be created as special files");
   cn_entry e = {0};
-  make_attr(&e.attr, meta, type);
+  fs_make_attr(&e.attr, meta, type);
   e.attr.size = 0;
   return place_entry(ns, path, &e, 1);
 }
@@ -581,7 +581,7 @@ int cn_ns_setattr(cn_ns *ns, const char *path, const cn_attr *attr)
 {
   cn_entry *e;
   cn_dir *parent;
-  int rc = need_write(ns);
+  int rc = fs_need_write(ns);
   if (!rc)
     rc = lookup(ns, path, &e, &parent);
   if (rc < 0)
@@ -591,8 +591,8 @@ int cn_ns_setattr(cn_ns *ns, const char *path, const cn_attr *attr)
   e->attr.gid = attr->gid;
   e->attr.mtime_ns = attr->mtime_ns;
   e->attr.atime_ns = attr->atime_ns;
-  e->attr.ctime_ns = now_ns();
-  mark_dirty(ns, parent);
+  e->attr.ctime_ns = fs_now_ns();
+  fs_mark_dirty(ns, parent);
   return 0;
 }
 
@@ -600,7 +600,7 @@ int cn_ns_remove(cn_ns *ns, const char *path, int recursive)
 {
   cn_dir *d;
   char name[256];
-  int rc = need_write(ns);
+  int rc = fs_need_write(ns);
   if (!rc)
     rc = resolve_parent(ns, path, 0, &d, name);
   if (!rc && !name[0])
@@ -618,7 +618,7 @@ int cn_ns_remove(cn_ns *ns, const char *path, int recursive)
       return cn_fail(ENOTEMPTY, "'%s' is a non-empty directory (use -r)", path);
   }
   fs_dir_remove(d, pos);
-  touch_dir(ns, d);
+  fs_touch_dir(ns, d);
   return 0;
 }
 

@@ -113,16 +113,25 @@ void fs_dir_insert(cn_dir *dir, size_t pos, cn_entry *e)
   memmove(dir->ents + pos + 1, dir->ents + pos, (dir->n - pos) * sizeof *dir->ents);
   dir->ents[pos] = e;
   dir->n++;
+  e->in_dir = dir;
   if (e->dir)
     e->dir->parent = dir;
 }
 
-void fs_dir_remove(cn_dir *dir, size_t pos)
+cn_entry *fs_dir_take(cn_dir *dir, size_t pos)
 {
-  fs_entry_free(dir->ents[pos]);
-  free(dir->ents[pos]);
+  cn_entry *e = dir->ents[pos];
   memmove(dir->ents + pos, dir->ents + pos + 1, (dir->n - pos - 1) * sizeof *dir->ents);
   dir->n--;
+  e->in_dir = NULL;
+  return e;
+}
+
+void fs_dir_remove(cn_dir *dir, size_t pos)
+{
+  cn_entry *e = fs_dir_take(dir, pos);
+  fs_entry_free(e);
+  free(e);
 }
 
 /* ---- reading nodes ---- */
