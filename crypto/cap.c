@@ -92,6 +92,7 @@ int cn_cap_parse(const char *s, cn_cap *out)
   if (got < 0) {
     /* cn_unbase32 left a reason with the offending offset; copy it before reformatting */
     char why[256];
+    sodium_memzero(payload, sizeof payload);
     snprintf(why, sizeof why, "%s", cn_err());
     return cn_fail(EINVAL, "cap body is not valid base32: %s", why);
   }

@@ -91,6 +91,11 @@ uint64_t cn_read_varint(cn_reader *r)
     const uint8_t *p = cn_read_raw(r, 1);
     if (!p)
       return 0;
+    /* canonical only: no bits beyond 64, no trailing zero groups */
+    if ((shift == 63 && (*p & 0x7e)) || (shift > 0 && *p == 0)) {
+      r->bad = 1;
+      return 0;
+    }
     v |= (uint64_t)(*p & 0x7f) << shift;
     if (!(*p & 0x80))
       return v;

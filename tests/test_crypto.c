@@ -1302,6 +1302,98 @@ START_TEST(test_chunker_insertion)
 }
 END_TEST
 
+/* Reference cut, written from the spec rather than from chunker.c: FastCDC gear hash
+ * fp = (fp << 1) + gear[byte] run from the chunk's start (only the last 64 bytes survive
+ * the shifts), no cut before CN_CHUNK_MIN, 20 high bits must be zero before
+ * CN_CHUNK_AVG and 16 after, forced cut at CN_CHUNK_MAX. The masks are pinned because
+ * boundaries are part of the dedupe format. */
+#define REF_MASK_SMALL 0xfffff00000000000ull
+#define REF_MASK_LARGE 0xffff000000000000ull
+
+static size_t ref_cut(const cn_chunker *c, const uint8_t *buf, size_t len)
+{
+  if (len <= CN_CHUNK_MIN)
+    return len;
+  uint64_t fp = 0;
+  size_t end = len < CN_CHUNK_MAX ? len : CN_CHUNK_MAX;
+  for (size_t i = 0; i < end; i++) {
+    fp = (fp << 1) + c->gear[buf[i]];
+    if (i >= CN_CHUNK_MIN && !(fp & (i < CN_CHUNK_AVG ? REF_MASK_SMALL : REF_MASK_LARGE)))
+      return i + 1;
+  }
+  return end;
+}
+
+/* Gear hash of the 64 bytes ending at buf[i]. */
+static uint64_t window_fp(const cn_chunker *c, const uint8_t *buf, size_t i)
+{
+  uint64_t fp = 0;
+  for (size_t j = i - 63; j <= i; j++)
+    fp = (fp << 1) + c->gear[buf[j]];
+  return fp;
+}
+
+/* Rewrites the 64 bytes ending at buf[i] until the window hash passes `mask`
+ * (and, when `not_mask` is set, fails that one), so a cut sits exactly at i + 1. */
+static void plant_cut(const cn_chunker *c, uint8_t *buf, size_t i, uint64_t mask, uint64_t not_mask)
+{
+  for (uint64_t seed = 1;; seed++) {
+    fill_random(buf + i - 63, 64, seed);
+    uint64_t fp = window_fp(c, buf, i);
+    if (!(fp & mask) && (!not_mask || (fp & not_mask)))
+      return;
+  }
+}
+
+START_TEST(test_chunker_reference)
+{
+  uint8_t conv[32];
+  test_conv(conv);
+  cn_chunker c;
+  cn_chunker_init(&c, conv);
+  size_t n = 8u << 20;
+  uint8_t *data = xmalloc(n);
+
+  /* Random data: every cut agrees with the reference. */
+  fill_random(data, n, 31337);
+  for (size_t pos = 0; pos < n;) {
+    size_t want = ref_cut(&c, data + pos, n - pos), got = cn_chunker_cut(&c, data + pos, n - pos, 1);
+    ck_assert_msg(got == want, "at %zu: cut %zu, reference %zu", pos, got, want);
+    pos += got;
+  }
+
+  /* Zeros never match a mask for this secret: a sparse region chunks at the maximum. */
+  memset(data, 0, n);
+  ck_assert_uint_eq(ref_cut(&c, data, n), CN_CHUNK_MAX);
+  ck_assert_uint_eq(cn_chunker_cut(&c, data, n, 1), CN_CHUNK_MAX);
+  ck_assert_uint_eq(cn_chunker_cut(&c, data, CN_CHUNK_MAX - 1, 0), 0);
+  ck_assert_uint_eq(cn_chunker_cut(&c, data, CN_CHUNK_MAX - 1, 1), CN_CHUNK_MAX - 1);
+  ck_assert_uint_eq(cn_chunker_cut(&c, data, CN_CHUNK_MAX, 0), CN_CHUNK_MAX);
+
+  /* Planted cuts at the edges of each region (zeros elsewhere, so nothing else cuts). */
+  struct { size_t at; uint64_t mask, not_mask; size_t want; } plant[] = {
+    {CN_CHUNK_MIN, REF_MASK_SMALL, 0, CN_CHUNK_MIN + 1},       /* first testable byte */
+    {CN_CHUNK_MIN - 1, REF_MASK_SMALL, 0, CN_CHUNK_MAX},       /* too early: ignored */
+    {CN_CHUNK_AVG - 1, REF_MASK_SMALL, 0, CN_CHUNK_AVG},       /* last strict byte */
+    {CN_CHUNK_AVG - 1, REF_MASK_LARGE, REF_MASK_SMALL, CN_CHUNK_MAX}, /* lax mask too early */
+    {CN_CHUNK_AVG, REF_MASK_LARGE, REF_MASK_SMALL, CN_CHUNK_AVG + 1}, /* first lax byte */
+    {CN_CHUNK_MAX - 1, REF_MASK_LARGE, REF_MASK_SMALL, CN_CHUNK_MAX},
+  };
+  for (size_t k = 0; k < sizeof plant / sizeof plant[0]; k++) {
+    memset(data, 0, CN_CHUNK_MAX + 4096);
+    plant_cut(&c, data, plant[k].at, plant[k].mask, plant[k].not_mask);
+    size_t len = CN_CHUNK_MAX + 4096;
+    ck_assert_uint_eq(ref_cut(&c, data, len), plant[k].want);
+    ck_assert_msg(cn_chunker_cut(&c, data, len, 1) == plant[k].want, "plant %zu: cut %zu, want %zu", k,
+                  cn_chunker_cut(&c, data, len, 1), plant[k].want);
+    /* A streaming caller that has just the bytes up to the cut already gets it. */
+    if (plant[k].want < CN_CHUNK_MAX)
+      ck_assert_uint_eq(cn_chunker_cut(&c, data, plant[k].want, 0), plant[k].want);
+  }
+  free(data);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- encodings */
 
 START_TEST(test_varint)
@@ -1598,6 +1690,7 @@ static Suite *crypto_suite(void)
   tcase_add_test(tc, test_chunker_deterministic_and_streaming);
   tcase_add_test(tc, test_chunker_sizes_64mib);
   tcase_add_test(tc, test_chunker_insertion);
+  tcase_add_test(tc, test_chunker_reference);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("encode");
