@@ -46,7 +46,8 @@ int cn_store_foreach(cn_store *s, int (*fn)(const uint8_t id[CN_ID_BYTES], void 
 const char *cn_store_chunk_path(cn_store *s, const uint8_t id[CN_ID_BYTES]);
 
 /* Serialises writers of one namespace across processes: an exclusive flock held until
- * the returned descriptor is closed. -EWOULDBLOCK is never returned: it waits. */
+ * the returned descriptor is closed. Waits up to CN_LOCK_WAIT_MS, then -EBUSY. */
+#define CN_LOCK_WAIT_MS 10000
 int cn_store_lock_ns(cn_store *s, const uint8_t pk[CN_PK_BYTES]);
 
 /* A namespace's signed root: a BEP 44 mutable item without salt. */

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define INDEX_MAP_SIZE (64ull << 30) /* virtual; LMDB files grow as needed */
@@ -45,7 +46,18 @@ void cn_log(const char *fmt, ...)
   va_start(ap, fmt);
   vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
-  fprintf(stderr, "cairn: %s\n", line);
+  /* one write per line, so lines from several threads never interleave */
+  char out[1200];
+  time_t now = time(NULL);
+  struct tm tm;
+  char when[32] = "";
+  if (!isatty(STDERR_FILENO)) {
+    gmtime_r(&now, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ ", &tm);
+  }
+  int n = snprintf(out, sizeof out, "%scairn: %s\n", when, line);
+  if (write(STDERR_FILENO, out, n < (int)sizeof out ? (size_t)n : sizeof out - 1) < 0)
+    return; /* nowhere left to report it */
 }
 
 char *cn_default_home(void)
@@ -651,12 +663,18 @@ int cn_store_lock_ns(cn_store *s, const uint8_t pk[CN_PK_BYTES])
   int fd = openat(s->home_fd, rel, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0)
     return cn_fail(errno, "cannot open lock %s: %s", rel, strerror(errno));
-  while (flock(fd, LOCK_EX) < 0) {
-    if (errno != EINTR) {
+  /* another writer (a mount, a long put) may hold it: wait a while, then say so */
+  for (int waited_ms = 0; flock(fd, LOCK_EX | LOCK_NB) < 0; waited_ms += 50) {
+    if (errno != EWOULDBLOCK && errno != EINTR) {
       int e = errno;
       close(fd);
       return cn_fail(e, "cannot lock namespace: %s", strerror(e));
     }
+    if (waited_ms >= CN_LOCK_WAIT_MS) {
+      close(fd);
+      return cn_fail(EBUSY, "namespace %s is being written by another process (a mount or a put)", id);
+    }
+    usleep(50 * 1000);
   }
   return fd;
 }

@@ -59,4 +59,16 @@ int cn_ns_commit(cn_ns *ns);
 typedef struct { uint64_t commits, chunks, files, bad; } cn_check_report;
 int cn_ns_check(cn_store *s, const cn_nskey *key, cn_check_report *report);
 
+/* ---- the FUSE mount (fs/mount.c) ---- */
+typedef struct {
+  const char *mountpoint;
+  int foreground;          /* else daemonize once the mount is live */
+  int commit_interval_s;   /* batch commit timer; 0 means the default (5 s) */
+  const char *fuse_options; /* extra -o options for libfuse (allow_other, ...), or NULL */
+  int debug;
+} cn_mount_opts;
+/* Serves every namespace in home's keyring at mountpoint until it is unmounted. Writes
+ * are committed on fsync, on the timer and at unmount. Returns 0 after a clean unmount. */
+int cn_mount(const char *home, const cn_mount_opts *opts);
+
 #endif

@@ -6,8 +6,12 @@ FAILED=0
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/cairn-test.XXXXXX")
 BG_PIDS=""
 
+MOUNTS=""
+
 cleanup() {
+  for m in $MOUNTS; do fusermount3 -u -z "$m" 2>/dev/null; done
   for p in $BG_PIDS; do kill -9 "$p" 2>/dev/null; done
+  for m in $MOUNTS; do fusermount3 -u -z "$m" 2>/dev/null; done
   rm -rf "$SCRATCH"
 }
 trap cleanup EXIT
@@ -52,4 +56,26 @@ b = bytearray(open(p, 'rb').read())
 b[len(b) // 2] ^= 0x40
 open(p, 'wb').write(bytes(b))
 PY
+}
+
+# mount_fg MNT [args...]: runs "cairn mount -f" in the background and waits until the
+# mount is live; MOUNT_PID is the daemon. Unmounted by cleanup whatever happens.
+mount_fg() {
+  local mnt=$1; shift
+  mkdir -p "$mnt"
+  "$CAIRN" mount -f "$@" "$mnt" 2>>"$SCRATCH/daemon.log" &
+  MOUNT_PID=$!
+  BG_PIDS="$BG_PIDS $MOUNT_PID"
+  MOUNTS="$MOUNTS $mnt"
+  for _ in $(seq 1 100); do
+    mountpoint -q "$mnt" && return 0
+    sleep 0.05
+  done
+  echo "mount at $mnt did not come up" >&2
+  return 1
+}
+
+# unmount_fg MNT: unmounts and waits for the daemon (which commits first) to exit.
+unmount_fg() {
+  fusermount3 -u "$1" && wait "$MOUNT_PID" 2>/dev/null
 }

@@ -813,9 +813,118 @@ static int cmd_check(int argc, char **argv)
   return bad ? EXIT_FAIL : EXIT_OK;
 }
 
+/* ---- mount ---- */
+
+/* Splits "-o a,b,commit_interval=3,c": cairn's own options are taken out, the rest go to
+ * libfuse. Returns -1 on a malformed cairn option. */
+static int parse_mount_options(const char *in, cn_mount_opts *o, char *fuse_out, size_t cap)
+{
+  char *copy = strdup(in), *save = NULL;
+  fuse_out[0] = 0;
+  int rc = 0;
+  for (char *opt = strtok_r(copy, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
+    if (!strncmp(opt, "commit_interval=", 16)) {
+      char *end;
+      long v = strtol(opt + 16, &end, 10);
+      if (*end || v < 1 || v > 3600)
+        rc = -1;
+      o->commit_interval_s = (int)v;
+    } else if (!strcmp(opt, "_netdev") || !strcmp(opt, "defaults") || !strcmp(opt, "auto") ||
+               !strcmp(opt, "noauto") || !strcmp(opt, "user") || !strcmp(opt, "nofail")) {
+      continue; /* fstab's own words, meaningless to FUSE */
+    } else {
+      if (fuse_out[0])
+        strncat(fuse_out, ",", cap - strlen(fuse_out) - 1);
+      strncat(fuse_out, opt, cap - strlen(fuse_out) - 1);
+    }
+  }
+  free(copy);
+  return rc;
+}
+
+static int run_mount(cn_mount_opts *o)
+{
+  struct stat st;
+  if (stat(o->mountpoint, &st) < 0 || !S_ISDIR(st.st_mode))
+    return fail(EXIT_FAIL, "%s: not a directory", o->mountpoint);
+  int rc = cn_mount(home, o);
+  return rc < 0 ? fail(EXIT_FAIL, "mount: %s", cn_err()) : EXIT_OK;
+}
+
+static int cmd_mount(int argc, char **argv)
+{
+  static const struct option opts[] = {{"foreground", no_argument, 0, 'f'},
+                                       {"options", required_argument, 0, 'o'},
+                                       {"commit-interval", required_argument, 0, 'c'},
+                                       {"debug", no_argument, 0, 'd'},
+                                       {0, 0, 0, 0}};
+  cn_mount_opts o = {0};
+  char fuse_options[1024] = "";
+  int c;
+  while ((c = getopt_long(argc, argv, "fo:c:d", opts, NULL)) != -1) {
+    switch (c) {
+    case 'f': o.foreground = 1; break;
+    case 'd': o.debug = 1; o.foreground = 1; break;
+    case 'o':
+      if (parse_mount_options(optarg, &o, fuse_options, sizeof fuse_options) < 0)
+        return usage_error("commit_interval must be 1..3600 seconds");
+      break;
+    case 'c':
+      o.commit_interval_s = atoi(optarg);
+      if (o.commit_interval_s < 1 || o.commit_interval_s > 3600)
+        return usage_error("--commit-interval must be 1..3600 seconds");
+      break;
+    default: return usage_error("unknown option");
+    }
+  }
+  if (optind + 1 != argc)
+    return usage_error("expected one mount point");
+  o.mountpoint = argv[optind];
+  o.fuse_options = fuse_options;
+  return run_mount(&o);
+}
+
+static int cmd_umount(int argc, char **argv)
+{
+  if (argc != 2)
+    return usage_error("expected one mount point");
+  /* fusermount3 works for the mounting user and for root alike */
+  execlp("fusermount3", "fusermount3", "-u", argv[1], (char *)NULL);
+  return fail(EXIT_FAIL, "cannot run fusermount3: %s", strerror(errno));
+}
+
+/* mount -t fuse.cairn and fstab call "cairn HOME MOUNTPOINT -o OPTIONS". */
+static int mount_helper(int argc, char **argv)
+{
+  cn_mount_opts o = {0};
+  char fuse_options[1024] = "";
+  free(home);
+  home = strdup(argv[1]);
+  o.mountpoint = argv[2];
+  for (int i = 3; i < argc; i++) {
+    if (!strcmp(argv[i], "-o") && i + 1 < argc) {
+      if (parse_mount_options(argv[++i], &o, fuse_options, sizeof fuse_options) < 0)
+        return fail(EXIT_USAGE, "commit_interval must be 1..3600 seconds");
+    } else if (!strcmp(argv[i], "-f")) {
+      o.foreground = 1;
+    } else {
+      return fail(EXIT_USAGE, "unexpected mount helper argument '%s'", argv[i]);
+    }
+  }
+  o.fuse_options = fuse_options;
+  return run_mount(&o);
+}
+
 /* ---- dispatch ---- */
 
 static const command commands[] = {
+  {"mount", "[-f] [-o OPTIONS] [--commit-interval S] MOUNTPOINT",
+   "Mount every namespace in the keyring at MOUNTPOINT, one directory per namespace ID,\n"
+   "petnames as symlinks; looking up a cap string at the root adds it. Without -f it\n"
+   "returns once the mount is live and serves in the background. Writes are committed on\n"
+   "fsync, every S seconds (default 5; -o commit_interval=S) and at unmount. -o passes\n"
+   "FUSE options (allow_other, ro, ...). Also usable as mount -t fuse.cairn HOME MNT.", cmd_mount},
+  {"umount", "MOUNTPOINT", "Unmount (the daemon commits what is pending, then exits).", cmd_umount},
   {"init", "", "Create the node's home ($CAIRN_HOME or --home): identity, keyring, store.", cmd_init},
   {"ns", "new [--name PETNAME] | ls | add CAP [--name PETNAME]",
    "Namespaces: 'new' makes one and prints its write-cap (keep it secret); 'ls' lists\n"
@@ -888,6 +997,9 @@ int main(int argc, char **argv)
     free(home);
     return code;
   }
+  struct stat st;
+  if (argc >= 3 && strchr(argv[1], '/') && stat(argv[2], &st) == 0 && S_ISDIR(st.st_mode))
+    return mount_helper(argc, argv);
   fprintf(stderr, "cairn: unknown command '%s'\n", argv[1]);
   usage(stderr);
   return EXIT_USAGE;

@@ -1,0 +1,1484 @@
+/*
+ * The FUSE mount (libfuse3 low-level API, multithreaded).
+ *
+ * The mount root lists one directory per namespace in the keyring, named by its ID, and
+ * petnames as symlinks to them. Looking up a namespace cap string at the root adds it to
+ * the keyring and answers with a symlink to the namespace's directory (a symlink, not a
+ * second directory, because the kernel refuses two names for one directory).
+ *
+ * Files are read straight from their chunks (verified and decrypted, one chunk cached per
+ * inode). The first write to a file copies it into an unnamed staging file (O_TMPFILE in
+ * $CAIRN_HOME/tmp) that takes all reads and writes until the next commit re-chunks it;
+ * content-defined chunking means only the chunks near a change are new. Commits run on
+ * fsync, on a timer and at unmount, so a `cp -r` of thousands of files is a handful of
+ * commits. A crash loses what was not committed; fsync'd data is committed.
+ *
+ * One mutex guards the trees and inodes. Inodes live while the kernel holds a lookup
+ * reference, a file handle is open, or their staged data is not committed yet; an
+ * unlinked entry that still has an inode is detached and owned by it.
+ */
+#define FUSE_USE_VERSION 312
+#include "acl/acl.h"
+#include "fs/internal.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_COMMIT_INTERVAL 5
+#define INODE_BUCKETS (1u << 18)
+#define ATTR_TIMEOUT 1.0
+#define MOUNT_BLKSIZE 131072
+
+typedef struct mount_ns mount_ns;
+typedef struct inode inode;
+
+enum inode_kind { I_ROOT, I_NSROOT, I_ENTRY, I_LINK };
+
+struct inode {
+  fuse_ino_t ino;
+  uint64_t nlookup;
+  unsigned opens;
+  enum inode_kind kind;
+  mount_ns *mns;
+  cn_entry *entry;   /* I_NSROOT, I_ENTRY */
+  int detached;      /* unlinked: this inode owns entry */
+  char *link_target; /* I_LINK */
+  int staging_fd;    /* -1 when the file's chunks are current */
+  int dirty;         /* staging holds data not yet committed */
+  inode *next_dirty;
+  cn_extent *extents; /* chunk map of a clean file, built on first read */
+  size_t n_extents;
+  int have_extents;
+  uint8_t *cache;     /* the last chunk decrypted for reading */
+  size_t cache_len, cache_index;
+  inode *next_hash;
+};
+
+struct mount_ns {
+  cn_ns *ns;
+  char id[CN_NSID_LEN + 1];
+  inode *root;
+  inode *dirty_files;
+  mount_ns *next;
+};
+
+static struct {
+  pthread_mutex_t lock;
+  char *home;
+  cn_store *store;
+  inode *buckets[INODE_BUCKETS];
+  fuse_ino_t next_ino;
+  inode root;
+  mount_ns *namespaces;
+  int64_t started_ns;
+  int commit_interval;
+  pthread_t timer;
+  pthread_cond_t wake;
+  int stopping;
+} M;
+
+/* ---- inodes ---- */
+
+static inode *find_inode(fuse_ino_t ino)
+{
+  if (ino == FUSE_ROOT_ID)
+    return &M.root;
+  for (inode *n = M.buckets[ino % INODE_BUCKETS]; n; n = n->next_hash)
+    if (n->ino == ino)
+      return n;
+  return NULL;
+}
+
+static inode *new_inode(enum inode_kind kind, mount_ns *mns)
+{
+  inode *n = calloc(1, sizeof *n);
+  if (!n)
+    abort();
+  n->ino = M.next_ino++;
+  n->kind = kind;
+  n->mns = mns;
+  n->staging_fd = -1;
+  n->next_hash = M.buckets[n->ino % INODE_BUCKETS];
+  M.buckets[n->ino % INODE_BUCKETS] = n;
+  return n;
+}
+
+static inode *entry_inode(mount_ns *mns, cn_entry *e)
+{
+  if (!e->inode) {
+    inode *n = new_inode(I_ENTRY, mns);
+    n->entry = e;
+    e->inode = n;
+  }
+  return e->inode;
+}
+
+static void drop_read_state(inode *n)
+{
+  free(n->extents);
+  n->extents = NULL;
+  n->n_extents = 0;
+  n->have_extents = 0;
+  free(n->cache);
+  n->cache = NULL;
+  n->cache_len = 0;
+}
+
+/* Frees an inode nobody needs any more: no lookups, no handles, nothing uncommitted. */
+static void maybe_free(inode *n)
+{
+  if (n->kind == I_ROOT || n->kind == I_NSROOT || n->nlookup || n->opens)
+    return;
+  if (n->dirty && !n->detached)
+    return; /* the commit needs its staged data */
+  inode **pp = &M.buckets[n->ino % INODE_BUCKETS];
+  while (*pp != n)
+    pp = &(*pp)->next_hash;
+  *pp = n->next_hash;
+  if (n->mns)
+    for (inode **d = &n->mns->dirty_files; *d; d = &(*d)->next_dirty)
+      if (*d == n) {
+        *d = n->next_dirty;
+        break;
+      }
+  if (n->entry) {
+    n->entry->inode = NULL;
+    if (n->detached) {
+      fs_entry_free(n->entry);
+      free(n->entry);
+    }
+  }
+  if (n->staging_fd >= 0)
+    close(n->staging_fd);
+  drop_read_state(n);
+  free(n->link_target);
+  free(n);
+}
+
+/* ---- attributes ---- */
+
+static mode_t type_bits(cn_ftype t)
+{
+  switch (t) {
+  case CN_DIR: return S_IFDIR;
+  case CN_SYMLINK: return S_IFLNK;
+  case CN_FIFO: return S_IFIFO;
+  case CN_SOCKET: return S_IFSOCK;
+  default: return S_IFREG;
+  }
+}
+
+static struct timespec ts_of(int64_t ns)
+{
+  struct timespec ts = {ns / 1000000000, ns % 1000000000};
+  if (ts.tv_nsec < 0) {
+    ts.tv_sec--;
+    ts.tv_nsec += 1000000000;
+  }
+  return ts;
+}
+
+static int64_t ns_of(struct timespec ts)
+{
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static size_t count_namespaces(void)
+{
+  size_t n = 0;
+  for (mount_ns *m = M.namespaces; m; m = m->next)
+    n++;
+  return n;
+}
+
+static void fill_stat(inode *n, struct stat *st)
+{
+  memset(st, 0, sizeof *st);
+  st->st_ino = n->ino;
+  st->st_blksize = MOUNT_BLKSIZE;
+  if (n->kind == I_ROOT) {
+    st->st_mode = S_IFDIR | 0755;
+    st->st_nlink = 2 + count_namespaces();
+    st->st_uid = getuid();
+    st->st_gid = getgid();
+    st->st_atim = st->st_mtim = st->st_ctim = ts_of(M.started_ns);
+    return;
+  }
+  if (n->kind == I_LINK) {
+    st->st_mode = S_IFLNK | 0777;
+    st->st_nlink = 1;
+    st->st_size = (off_t)strlen(n->link_target);
+    st->st_uid = getuid();
+    st->st_gid = getgid();
+    st->st_atim = st->st_mtim = st->st_ctim = ts_of(M.started_ns);
+    return;
+  }
+  const cn_attr *a = &n->entry->attr;
+  st->st_mode = type_bits(a->type) | a->mode;
+  st->st_uid = a->uid;
+  st->st_gid = a->gid;
+  st->st_size = (off_t)a->size;
+  st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
+  st->st_atim = ts_of(a->atime_ns);
+  st->st_mtim = ts_of(a->mtime_ns);
+  st->st_ctim = ts_of(a->ctime_ns);
+  st->st_nlink = 1;
+  if (a->type == CN_DIR) {
+    st->st_nlink = 2;
+    if (fs_dir_load(n->mns->ns, n->entry, n->entry->in_dir) == 0)
+      for (size_t i = 0; i < n->entry->dir->n; i++)
+        st->st_nlink += n->entry->dir->ents[i]->attr.type == CN_DIR;
+  }
+}
+
+static void reply_entry(fuse_req_t req, inode *n)
+{
+  struct fuse_entry_param e = {0};
+  n->nlookup++;
+  e.ino = n->ino;
+  e.generation = 1;
+  e.attr_timeout = ATTR_TIMEOUT;
+  e.entry_timeout = ATTR_TIMEOUT;
+  fill_stat(n, &e.attr);
+  fuse_reply_entry(req, &e);
+}
+
+static int err_of(int rc)
+{
+  return rc < 0 ? -rc : EIO;
+}
+
+/* ---- namespaces at the mount root ---- */
+
+static mount_ns *find_ns(const uint8_t pk[CN_PK_BYTES])
+{
+  for (mount_ns *m = M.namespaces; m; m = m->next)
+    if (!memcmp(m->ns->key.pk, pk, CN_PK_BYTES))
+      return m;
+  return NULL;
+}
+
+static int attach_ns(const cn_nskey *key, mount_ns **out)
+{
+  mount_ns *m = find_ns(key->pk);
+  if (m) {
+    *out = m;
+    return 0;
+  }
+  cn_ns *ns;
+  int rc = cn_ns_open(M.store, key, key->access == CN_ACCESS_WRITE, &ns);
+  if (rc < 0)
+    return rc;
+  if (key->access >= CN_ACCESS_READ && (rc = fs_dir_load(ns, &ns->root, NULL)) < 0) {
+    cn_ns_close(ns);
+    return rc;
+  }
+  m = calloc(1, sizeof *m);
+  m->ns = ns;
+  cn_nsid(key->pk, m->id);
+  m->root = new_inode(I_NSROOT, m);
+  m->root->entry = &ns->root;
+  ns->root.inode = m->root;
+  m->next = M.namespaces;
+  M.namespaces = m;
+  *out = m;
+  return 0;
+}
+
+/* Opens every namespace in the keyring that is not attached yet. */
+static void attach_keyring(void)
+{
+  cn_keyring kr;
+  if (cn_keyring_load(M.home, 0, &kr) < 0) {
+    cn_log("cannot read the keyring: %s", cn_err());
+    return;
+  }
+  for (size_t i = 0; i < kr.n; i++) {
+    mount_ns *m;
+    if (kr.entries[i].key.access < CN_ACCESS_READ)
+      continue; /* a verify-cap can be hosted, not browsed */
+    if (attach_ns(&kr.entries[i].key, &m) < 0) {
+      char id[CN_NSID_LEN + 1];
+      cn_nsid(kr.entries[i].key.pk, id);
+      cn_log("namespace %s is not shown: %s", id, cn_err());
+    }
+  }
+  cn_keyring_free(&kr);
+}
+
+/* A link inode at the root: a petname or a cap string, pointing at a namespace ID. */
+static inode *root_link(const char *target)
+{
+  inode *n = new_inode(I_LINK, NULL);
+  n->link_target = strdup(target);
+  return n;
+}
+
+static int petname_target(const char *name, char id[CN_NSID_LEN + 1])
+{
+  cn_keyring kr;
+  int found = 0;
+  if (cn_keyring_load(M.home, 0, &kr) < 0)
+    return 0;
+  for (size_t i = 0; i < kr.n && !found; i++)
+    if (kr.entries[i].petname[0] && !strcmp(kr.entries[i].petname, name) &&
+        find_ns(kr.entries[i].key.pk)) {
+      cn_nsid(kr.entries[i].key.pk, id);
+      found = 1;
+    }
+  cn_keyring_free(&kr);
+  return found;
+}
+
+/* A cap string looked up at the root: add it to the keyring and show its namespace. */
+static void lookup_cap(fuse_req_t req, const char *name)
+{
+  cn_cap cap;
+  cn_nskey key;
+  if (cn_cap_parse(name, &cap) < 0 || cn_nskey_from_cap(&key, &cap) < 0) {
+    cn_log("lookup of '%.24s…' at the mount root: %s", name, cn_err());
+    fuse_reply_err(req, ENOENT);
+    return;
+  }
+  if (key.access < CN_ACCESS_READ) {
+    cn_log("lookup of a verify-cap at the mount root: a verify-cap cannot be read (use cairn host)");
+    fuse_reply_err(req, ENOENT);
+    return;
+  }
+  cn_keyring kr;
+  int rc = cn_keyring_load(M.home, 1, &kr);
+  if (!rc)
+    rc = cn_keyring_add(&kr, &key, "");
+  if (!rc)
+    rc = cn_keyring_save(&kr);
+  cn_keyring_free(&kr);
+  mount_ns *m;
+  if (!rc)
+    rc = attach_ns(&key, &m);
+  if (rc < 0) {
+    cn_log("cannot add the namespace named by a cap: %s", cn_err());
+    fuse_reply_err(req, err_of(rc));
+    return;
+  }
+  inode *link = root_link(m->id);
+  reply_entry(req, link);
+}
+
+/* ---- lookups ---- */
+
+/* The directory an inode stands for, loaded; NULL with errno-style rc otherwise. */
+static int dir_of(inode *n, cn_dir **out)
+{
+  if (n->kind != I_NSROOT && n->kind != I_ENTRY)
+    return -ENOTDIR;
+  if (n->entry->attr.type != CN_DIR)
+    return -ENOTDIR;
+  if (n->mns->ns->key.access < CN_ACCESS_READ)
+    return -EACCES;
+  int rc = fs_dir_load(n->mns->ns, n->entry, n->entry->in_dir);
+  if (rc < 0)
+    return rc;
+  *out = n->entry->dir;
+  return 0;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+  pthread_mutex_lock(&M.lock);
+  inode *p = find_inode(parent);
+  if (!p) {
+    fuse_reply_err(req, ENOENT);
+  } else if (strlen(name) > 255) {
+    fuse_reply_err(req, ENAMETOOLONG);
+  } else if (p->kind == I_ROOT) {
+    mount_ns *m;
+    char id[CN_NSID_LEN + 1];
+    int found = 0;
+    for (m = M.namespaces; m && !found; m = found ? m : m->next)
+      found = !strcmp(m->id, name);
+    if (found)
+      reply_entry(req, m->root);
+    else if (!strncasecmp(name, "cairn-", 6))
+      lookup_cap(req, name);
+    else if (petname_target(name, id))
+      reply_entry(req, root_link(id));
+    else
+      fuse_reply_err(req, ENOENT);
+  } else {
+    cn_dir *d;
+    int rc = dir_of(p, &d);
+    cn_entry *e = rc ? NULL : fs_dir_find(d, name, NULL);
+    if (rc < 0)
+      fuse_reply_err(req, -rc);
+    else if (!e)
+      fuse_reply_err(req, ENOENT);
+    else
+      reply_entry(req, entry_inode(p->mns, e));
+  }
+  pthread_mutex_unlock(&M.lock);
+}
+
+static void forget_one(fuse_ino_t ino, uint64_t count)
+{
+  inode *n = find_inode(ino);
+  if (!n || n->kind == I_ROOT)
+    return;
+  n->nlookup = count > n->nlookup ? 0 : n->nlookup - count;
+  maybe_free(n);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+  pthread_mutex_lock(&M.lock);
+  forget_one(ino, nlookup);
+  pthread_mutex_unlock(&M.lock);
+  fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+  pthread_mutex_lock(&M.lock);
+  for (size_t i = 0; i < count; i++)
+    forget_one(forgets[i].ino, forgets[i].nlookup);
+  pthread_mutex_unlock(&M.lock);
+  fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+  pthread_mutex_lock(&M.lock);
+  inode *n = find_inode(ino);
+  if (!n) {
+    fuse_reply_err(req, ENOENT);
+  } else {
+    struct stat st;
+    fill_stat(n, &st);
+    fuse_reply_attr(req, &st, ATTR_TIMEOUT);
+  }
+  pthread_mutex_unlock(&M.lock);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+  pthread_mutex_lock(&M.lock);
+  inode *n = find_inode(ino);
+  if (!n)
+    fuse_reply_err(req, ENOENT);
+  else if (n->kind == I_LINK)
+    fuse_reply_readlink(req, n->link_target);
+  else if (n->kind != I_ENTRY || n->entry->attr.type != CN_SYMLINK)
+    fuse_reply_err(req, EINVAL);
+  else {
+    char *target = strndup((const char *)n->entry->content.p, n->entry->content.len);
+    fuse_reply_readlink(req, target);
+    free(target);
+  }
+  pthread_mutex_unlock(&M.lock);
+}
+
+/* ---- file data ---- */
+
+static void mark_file_dirty(inode *n)
+{
+  if (!n->dirty) {
+    n->dirty = 1;
+    n->next_dirty = n->mns->dirty_files;
+    n->mns->dirty_files = n;
+  }
+  if (n->entry->in_dir)
+    fs_mark_dirty(n->mns->ns, n->entry->in_dir);
+}
+
+/* Gives a file a staging copy; keep_bytes of the current content are copied into it. */
+static int ensure_staging(inode *n, uint64_t keep_bytes)
+{
+  if (n->staging_fd >= 0)
+    return 0;
+  char dir[4200];
+  snprintf(dir, sizeof dir, "%s/tmp", M.home);
+  int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return cn_fail(errno, "cannot create a staging file in %s: %s", dir, strerror(errno));
+  int rc = 0;
+  if (keep_bytes > 0 && n->entry->attr.size > 0) {
+    const uint8_t *inl = fs_file_inline(n->entry);
+    if (inl)
+      rc = pwrite(fd, inl, n->entry->attr.size, 0) == (ssize_t)n->entry->attr.size ? 0 : -EIO;
+    else
+      rc = fs_file_read(n->mns->ns, n->entry, fd);
+  }
+  if (rc < 0) {
+    close(fd);
+    return rc;
+  }
+  n->staging_fd = fd;
+  drop_read_state(n);
+  return 0;
+}
+
+/* Reads from a file's chunks: locate each chunk, verify and decrypt it (cached), copy. */
+static int read_chunks(inode *n, uint8_t *out, size_t size, uint64_t off, size_t *got)
+{
+  cn_entry *e = n->entry;
+  *got = 0;
+  if (off >= e->attr.size)
+    return 0;
+  if (size > e->attr.size - off)
+    size = (size_t)(e->attr.size - off);
+  const uint8_t *inl = fs_file_inline(e);
+  if (inl) {
+    memcpy(out, inl + off, size);
+    *got = size;
+    return 0;
+  }
+  if (!n->have_extents) {
+    int rc = fs_file_extents(n->mns->ns, e, &n->extents, &n->n_extents);
+    if (rc < 0)
+      return rc;
+    n->have_extents = 1;
+  }
+  while (*got < size) {
+    uint64_t pos = off + *got;
+    size_t lo = 0, hi = n->n_extents;
+    while (hi - lo > 1) {
+      size_t mid = (lo + hi) / 2;
+      if (n->extents[mid].offset <= pos)
+        lo = mid;
+      else
+        hi = mid;
+    }
+    cn_extent *x = &n->extents[lo];
+    if (!n->cache || n->cache_index != lo) {
+      free(n->cache);
+      n->cache = NULL;
+      size_t len;
+      int rc = fs_get_object(n->mns->ns, x->ref.id, x->ref.key, &n->cache, &len);
+      if (rc < 0)
+        return rc;
+      if (len != x->ref.len) {
+        free(n->cache);
+        n->cache = NULL;
+        return cn_fail(EIO, "chunk has the wrong length");
+      }
+      n->cache_len = len;
+      n->cache_index = lo;
+    }
+    size_t in_chunk = (size_t)(pos - x->offset);
+    size_t take = n->cache_len - in_chunk;
+    if (take > size - *got)
+      take = size - *got;
+    memcpy(out + *got, n->cache + in_chunk, take);
+    *got += take;
+  }
+  return 0;
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+  uint8_t *buf = malloc(size ? size : 1);
+  size_t got = 0;
+  int rc = 0;
+  pthread_mutex_lock(&M.lock);
+  inode *n = find_inode(ino);
+  if (!n || n->kind != I_ENTRY) {
+    rc = -EISDIR;
+  } else if (n->staging_fd >= 0) {
+    ssize_t r = pread(n->staging_fd, buf, size, off);
+    if (r < 0)
+      rc = -errno;
+    else
+      got = (size_t)r;
+  } else {
+    rc = read_chunks(n, buf, size, (uint64_t)off, &got);
+  }
+  pthread_mutex_unlock(&M.lock);
+  if (rc < 0)
+    fuse_reply_err(req, -rc == EIO || -rc == EBADMSG ? EIO : -rc);
+  else
+    fuse_reply_buf(req, (const char *)buf, got);
+  free(buf);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t off,
+                     struct fuse_file_info *fi)
+{
+  pthread_mutex_lock(&M.lock);
+  inode *n = find_inode(ino);
+  int rc = !n || n->kind != I_ENTRY ? -EISDIR : fs_need_write(n->mns->ns);
+  if (!rc)
+    rc = ensure_staging(n, n->entry->attr.size);
+  ssize_t w = 0;
+  if (!rc) {
+    w = pwrite(n->staging_fd, data, size, off);
+    if (w < 0)
+      rc = -errno;
+  }
+  if (!rc) {
+    cn_attr *a = &n->entry->attr;
+    if ((uint64_t)off + (uint64_t)w > a->size)
+      a->size = (uint64_t)off + (uint64_t)w;
+    a->mtime_ns = a->ctime_ns = fs_now_ns();
+    mark_file_dirty(n);
+  }
+  pthread_mutex_unlock(&M.lock);
+  if (rc < 0)
+    fuse_reply_err(req, -rc);
+  else
+    fuse_reply_write(req, (size_t)w);
+}
+
+/* ---- commits ---- */
+
+/* Re-chunks every file with staged data, then commits the namespace. Caller holds lock. */
+static int commit_ns(mount_ns *m)
+{
+  int rc = 0;
+  inode **pp = &m->dirty_files;
+  while (*pp) {
+    inode *n = *pp;
+    if (n->detached) { /* unlinked before it was ever committed: nothing to keep */
+      *pp = n->next_dirty;
+      n->dirty = 0;
+      maybe_free(n);
+      continue;
+    }
+    cn_buf content = {0};
+    uint64_t size;
+    if (lseek(n->staging_fd, 0, SEEK_SET) < 0 ||
+        (rc = fs_file_write(m->ns, n->staging_fd, &content, &size)) < 0) {
+      if (!rc)
+        rc = cn_fail(errno, "staging file: %s", strerror(errno));
+      cn_buf_free(&content);
+      break;
+    }
+    cn_buf_free(&n->entry->content);
+    n->entry->content = content;
+    n->entry->attr.size = size;
+    if (n->entry->in_dir)
+      fs_mark_dirty(m->ns, n->entry->in_dir);
+    *pp = n->next_dirty;
+    n->dirty = 0;
+    drop_read_state(n);
+    if (!n->opens) {
+      close(n->staging_fd);
+      n->staging_fd = -1;
+      maybe_free(n);
+    }
+  }
+  if (!rc && m->ns->dirty)
+    rc = cn_ns_commit(m->ns);
+  if (rc < 0)
+    cn_log("commit of namespace %s failed, changes are kept in memory: %s", m->id, cn_err());
+  return rc;
+}
+
+static int commit_all(void)
+{
+  int rc = 0;
+  for (mount_ns *m = M.namespaces; m; m = m->next)
+    if (m->ns->key.access == CN_ACCESS_WRITE && (m->dirty_files || m->ns->dirty)) {
+      int r = commit_ns(m);
+      if (r < 0 && !rc)
+        rc = r;
+    }
+  return rc;
+}
+
+static void *commit_timer(void *arg)
+{
+  pthread_mutex_lock(&M.lock);
+  while (!M.stopping) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += M.commit_interval;
+    pthread_cond_timedwait(&M.wake, &M.lock, &until);
+    if (!M.stopping)
+      commit_all();
+  }
+  pthread_mutex_unlock(&M.lock);
+  return NULL;
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+  pthread_mutex_lock(&M.lock);
+  inode *n = find_inode(ino);
+  int rc = 0;
+  if (n && n->mns && n->mns->ns->key.access == CN_ACCESS_WRITE &&
+      (n->mns->dirty_files || n->mns->ns->dirty))
+    rc = commit_ns(n->mns);
+  pthread_mutex_unlock(&M.lock);
+  fuse_reply_err(req, rc < 0 ? (-rc == ENOSPC ? ENOSPC : EIO) : 0);
+}
+
+/* ---- creating and removing entries ---- */
+
+/* Parent directory for a change: loaded, writable, name valid and (unless replacing) free. */
+static int prepare_create(inode *p, const char *name, cn_dir **d, size_t *pos)
+{
+  if (!p)
+    return -ENOENT;
+  if (p->kind == I_ROOT)
+    return -EPERM; /* namespaces come from caps, not mkdir */
+  if (p->kind == I_LINK)
+    return -ENOTDIR;
+  int rc = dir_of(p, d);
+  if (rc < 0)
+    return rc;
+  if ((rc = fs_need_write(p->mns->ns)) < 0)
+    return -EROFS;
+  if (strlen(name) > 255)
+    return -ENAMETOOLONG;
+  if (fs_dir_find(*d, name, pos))
+    return -EEXIST;
+  return 0;
+}
+
+static cn_entry *new_entry(fuse_req_t req, inode *p, const char *name, cn_ftype type, mode_t mode)
+{
+  const struct fuse_ctx *ctx = fuse_req_ctx(req);
+  cn_entry *e = calloc(1, sizeof *e);
+  cn_attr *pa = &p->entry->attr;
+  e->name = strdup(name);
+  fs_make_attr(&e->attr, NULL, type);
+  e->attr.mode = mode & 07777;
+  e->attr.uid = ctx->uid;
+  /* BSD group semantics for setgid directories, as Linux does */
+  e->attr.gid = (pa->mode & S_ISGID) ? pa->gid : ctx->gid;
+  if (type == CN_DIR && (pa->mode & S_ISGID))
+    e->attr.mode |= S_ISGID;
+  if (type == CN_FILE)
+    cn_buf_u8(&e->content, CONTENT_INLINE);
+  if (type == CN_DIR) {
+    e->dir = calloc(1, sizeof *e->dir);
+    e->dir->owner = e;
+  }
+  return e;
+}
+
+static void insert_new(fuse_req_t req, inode *p, cn_dir *d, size_t pos, cn_entry *e, struct fuse_file_info *fi)
+{
+  fs_dir_insert(d, pos, e);
+  fs_touch_dir(p->mns->ns, d);
+  if (e->dir)
+    fs_mark_dirty(p->mns->ns, e->dir);
+  inode *n = entry_inode(p->mns, e);
+  if (fi) {
+    n->opens++;
+    struct fuse_entry_param ep = {0};
+    n->nlookup++;
+    ep.ino = n->ino;
+    ep.generation = 1;
+    ep.attr_timeout = ep.entry_timeout = ATTR_TIMEOUT;
+    fill_stat(n, &ep.attr);
+    fuse_reply_create(req, &ep, fi);
+  } else {
+    reply_entry(req, n);
+  }
+}
+
+static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name, cn_ftype type,
+                      mode_t mode, const char *target, struct fuse_file_info *fi)
+{
+  pthread_mutex_lock(&M.lock);
+  inode *p = find_inode(parent);
+  cn_dir *d;
+  size_t pos;
+  int rc = prepare_create(p, name, &d, &pos);
+  if (rc < 0) {
+    fuse_reply_err(req, -rc);
+  } else {
+    cn_entry *e = new_entry(req, p, name, type, mode);
+    if (target) {
+      e->attr.mode = 0777;
+      e->attr.size = strlen(target);
+      cn_buf_put(&e->content, target, strlen(target));
+    }
+    insert_new(req, p, d, pos, e, fi);
+  }
+  pthread_mutex_unlock(&M.lock);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+  cn_ftype type = S_ISREG(mode) ? CN_FILE : S_ISFIFO(mode) ? CN_FIFO : S_ISSOCK(mode) ? CN_SOCKET : 0;
+  if (!type) {
+    fuse_reply_err(req, EPERM); /* device nodes are not stored */
+    return;
+  }
+  make_node(req, parent, name, type, mode, NULL, NULL);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+  make_node(req, parent, name, CN_DIR, mode, NULL, NULL);
+}
+
+static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name)
+{
+  if (strlen(target) >= 4096) {
+    fuse_reply_err(req, ENAMETOOLONG);
+    return;
+  }
+  make_node(req, parent, name, CN_SYMLINK, 0777, target, NULL);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                      struct fuse_file_info *fi)
+{
+  make_node(req, parent, name, CN_FILE, mode, NULL, fi);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+  fuse_reply_err(req, EPERM); /* hard links are not supported (docs/FS.md) */
+}
+
+/* Unlinks dir's entry at pos; one still referenced by the kernel lives on, detached. */
+static void unlink_at(mount_ns *m, cn_dir *d, size_t pos)
+{
+  cn_entry *e = fs_dir_take(d, pos);
+  fs_touch_dir(m->ns, d);
+  inode *n = e->inode;
+  if (n) {
+    n->detached = 1;
+    e->attr.ctime_ns = fs_now_ns();
+    maybe_free(n);
+  } else {
+    fs_entry_free(e);
+    free(e);
+  }
+}
+
+static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, int want_dir)
+{
+  pthread_mutex_lock(&M.lock);
+  inode *p = find_inode(parent);
+  cn_dir *d;
+  size_t pos;
+  int rc = !p ? -ENOENT : p->kind == I_ROOT ? -EPERM : dir_of(p, &d);
+  cn_entry *e = NULL;
+  if (!rc && (rc = fs_need_write(p->mns->ns)) < 0)
+    rc = -EROFS;
+  if (!rc && !(e = fs_dir_find(d, name, &pos)))
+    rc = -ENOENT;
+  if (!rc && want_dir && e->attr.type != CN_DIR)
+    rc = -ENOTDIR;
+  if (!rc && !want_dir && e->attr.type == CN_DIR)
+    rc = -EISDIR;
+  if (!rc && want_dir) {
+    rc = fs_dir_load(p->mns->ns, e, d);
+    if (!rc && e->dir->n)
+      rc = -ENOTEMPTY;
+  }
+  if (!rc)
+    unlink_at(p->mns, d, pos);
+  pthread_mutex_unlock(&M.lock);
+  fuse_reply_err(req, -rc);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+  remove_entry(req, parent, name, 0);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+  remove_entry(req, parent, name, 1);
+}
+
+static int is_ancestor(cn_dir *maybe_ancestor, cn_dir *d)
+{
+  for (; d; d = d->parent)
+    if (d == maybe_ancestor)
+      return 1;
+  return 0;
+}
+
+static int do_rename(inode *p, const char *name, inode *np, const char *newname, unsigned flags)
+{
+  cn_dir *from, *to;
+  size_t pos, npos;
+  int rc;
+  if (!p || !np)
+    return -ENOENT;
+  if (p->kind == I_ROOT || np->kind == I_ROOT)
+    return -EPERM;
+  if ((rc = dir_of(p, &from)) < 0 || (rc = dir_of(np, &to)) < 0)
+    return rc;
+  if (p->mns != np->mns)
+    return -EXDEV;
+  mount_ns *m = p->mns;
+  if (fs_need_write(m->ns) < 0)
+    return -EROFS;
+  if (strlen(newname) > 255)
+    return -ENAMETOOLONG;
+  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE))
+    return -EINVAL;
+  cn_entry *src = fs_dir_find(from, name, &pos);
+  if (!src)
+    return -ENOENT;
+  if (src->attr.type == CN_DIR) {
+    if ((rc = fs_dir_load(m->ns, src, from)) < 0)
+      return rc;
+    if (is_ancestor(src->dir, to))
+      return -EINVAL; /* a directory cannot move into itself */
+  }
+  cn_entry *dst = fs_dir_find(to, newname, &npos);
+  if (dst == src)
+    return 0;
+  int64_t now = fs_now_ns();
+  if (flags & RENAME_EXCHANGE) {
+    if (!dst)
+      return -ENOENT;
+    if (dst->attr.type == CN_DIR) {
+      if ((rc = fs_dir_load(m->ns, dst, to)) < 0)
+        return rc;
+      if (is_ancestor(dst->dir, from))
+        return -EINVAL;
+    }
+    char *tmp = src->name;
+    src->name = dst->name;
+    dst->name = tmp;
+    from->ents[pos] = dst;
+    to->ents[npos] = src;
+    dst->in_dir = from;
+    src->in_dir = to;
+    if (dst->dir)
+      dst->dir->parent = from;
+    if (src->dir)
+      src->dir->parent = to;
+    src->attr.ctime_ns = dst->attr.ctime_ns = now;
+    fs_touch_dir(m->ns, from);
+    fs_touch_dir(m->ns, to);
+    return 0;
+  }
+  if (dst) {
+    if (flags & RENAME_NOREPLACE)
+      return -EEXIST;
+    if (dst->attr.type == CN_DIR) {
+      if (src->attr.type != CN_DIR)
+        return -EISDIR;
+      if ((rc = fs_dir_load(m->ns, dst, to)) < 0)
+        return rc;
+      if (dst->dir->n)
+        return -ENOTEMPTY;
+    } else if (src->attr.type == CN_DIR) {
+      return -ENOTDIR;
+    }
+    unlink_at(m, to, npos);
+    if (from == to && npos < pos)
+      pos--;
+  }
+  cn_entry *moving = fs_dir_take(from, pos);
+  free(moving->name);
+  moving->name = strdup(newname);
+  moving->attr.ctime_ns = now;
+  fs_dir_find(to, newname, &npos);
+  fs_dir_insert(to, npos, moving);
+  fs_touch_dir(m->ns, from);
+  fs_touch_dir(m->ns, to);
+  if (moving->dir)
+    fs_mark_dirty(m->ns, moving->dir); /* its ".." moved: keep it in the next commit */
+  return 0;
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                      const char *newname, unsigned int flags)
+{
+  pthread_mutex_lock(&M.lock);
+  int rc = do_rename(find_inode(parent), name, find_inode(newparent), newname, flags);
+  pthread_mutex_unlock(&M.lock);
+  fuse_reply_err(req, -rc);
+}
+
+/* ---- attributes ---- */
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                       struct fuse_file_info *fi)
+{
+  pthread_mutex_lock(&M.lock);
+  inode *n = find_inode(ino);
+  int rc = 0;
+  if (!n)
+    rc = -ENOENT;
+  else if (n->kind == I_ROOT || n->kind == I_LINK)
+    rc = -EPERM;
+  else if (fs_need_write(n->mns->ns) < 0)
+    rc = -EROFS;
+  cn_attr *a = rc ? NULL : &n->entry->attr;
+  int64_t now = fs_now_ns();
+  if (!rc && (to_set & FUSE_SET_ATTR_SIZE)) {
+    if (a->type == CN_DIR)
+      rc = -EISDIR;
+    else if (a->type != CN_FILE)
+      rc = -EINVAL;
+    else if (!(rc = ensure_staging(n, (uint64_t)attr->st_size < a->size ? (uint64_t)attr->st_size : a->size))) {
+      if (ftruncate(n->staging_fd, attr->st_size) < 0)
+        rc = -errno;
+      else {
+        a->size = (uint64_t)attr->st_size;
+        a->mtime_ns = now;
+        mark_file_dirty(n);
+      }
+    }
+  }
+  if (!rc) {
+    if (to_set & FUSE_SET_ATTR_MODE)
+      a->mode = attr->st_mode & 07777;
+    if (to_set & FUSE_SET_ATTR_UID)
+      a->uid = attr->st_uid;
+    if (to_set & FUSE_SET_ATTR_GID)
+      a->gid = attr->st_gid;
+    if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+      a->atime_ns = now;
+    else if (to_set & FUSE_SET_ATTR_ATIME)
+      a->atime_ns = ns_of(attr->st_atim);
+    if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+      a->mtime_ns = now;
+    else if (to_set & FUSE_SET_ATTR_MTIME)
+      a->mtime_ns = ns_of(attr->st_mtim);
+    a->ctime_ns = (to_set & FUSE_SET_ATTR_CTIME) ? ns_of(attr->st_ctim) : now;
+    if (n->kind == I_NSROOT)
+      fs_mark_dirty(n->mns->ns, n->entry->dir);
+    else if (n->entry->in_dir)
+      fs_mark_dirty(n->mns->ns, n->entry->in_dir);
+    struct stat st;
+    fill_stat(n, &st);
+    fuse_reply_attr(req, &st, ATTR_TIMEOUT);
+  } else {
+    fuse_reply_err(req, -rc);
+  }
+  pthread_mutex_unlock(&M.lock);
+}
+
+/* ---- open files and directories ---- */
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+  pthread_mutex_lock(&M.lock);
+  inode *n = find_inode(ino);
+  int rc = 0;
+  if (!n || n->kind != I_ENTRY)
+    rc = n ? -EISDIR : -ENOENT;
+  else if ((fi->flags & O_ACCMODE) != O_RDONLY && fs_need_write(n->mns->ns) < 0)
+    rc = -EROFS;
+  if (!rc) {
+    n->opens++;
+    /* committed content never changes under an inode, so the page cache can keep it */
+    fi->keep_cache = n->staging_fd < 0 && !n->dirty;
+  }
+  pthread_mutex_unlock(&M.lock);
+  if (rc < 0)
+    fuse_reply_err(req, -rc);
+  else
+    fuse_reply_open(req, fi);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+  pthread_mutex_lock(&M.lock);
+  inode *n = find_inode(ino);
+  if (n && n->opens) {
+    n->opens--;
+    if (!n->opens && !n->dirty && n->staging_fd >= 0) {
+      close(n->staging_fd);
+      n->staging_fd = -1;
+    }
+    maybe_free(n);
+  }
+  pthread_mutex_unlock(&M.lock);
+  fuse_reply_err(req, 0);
+}
+
+typedef struct {
+  char **names;
+  size_t n;
+} dir_handle;
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+  pthread_mutex_lock(&M.lock);
+  inode *n = find_inode(ino);
+  dir_handle *h = calloc(1, sizeof *h);
+  int rc = 0;
+  if (!n) {
+    rc = -ENOENT;
+  } else if (n->kind == I_ROOT) {
+    attach_keyring();
+    cn_keyring kr;
+    size_t cap = count_namespaces() + 1;
+    if (cn_keyring_load(M.home, 0, &kr) == 0)
+      cap += kr.n;
+    h->names = calloc(cap, sizeof *h->names);
+    for (mount_ns *m = M.namespaces; m; m = m->next)
+      h->names[h->n++] = strdup(m->id);
+    for (size_t i = 0; i < kr.n; i++)
+      if (kr.entries[i].petname[0] && find_ns(kr.entries[i].key.pk))
+        h->names[h->n++] = strdup(kr.entries[i].petname);
+    cn_keyring_free(&kr);
+  } else {
+    cn_dir *d;
+    rc = dir_of(n, &d);
+    if (!rc) {
+      h->names = calloc(d->n + 1, sizeof *h->names);
+      for (size_t i = 0; i < d->n; i++)
+        h->names[h->n++] = strdup(d->ents[i]->name);
+    }
+  }
+  pthread_mutex_unlock(&M.lock);
+  if (rc < 0) {
+    free(h);
+    fuse_reply_err(req, -rc);
+    return;
+  }
+  fi->fh = (uint64_t)(uintptr_t)h;
+  fuse_reply_open(req, fi);
+}
+
+/* Finds a listed name again (it may have gone since opendir): its inode, or NULL. */
+static inode *listed_inode(inode *dir, const char *name)
+{
+  if (dir->kind == I_ROOT) {
+    for (mount_ns *m = M.namespaces; m; m = m->next)
+      if (!strcmp(m->id, name))
+        return m->root;
+    char id[CN_NSID_LEN + 1];
+    return petname_target(name, id) ? root_link(id) : NULL;
+  }
+  cn_dir *d;
+  if (dir_of(dir, &d) < 0)
+    return NULL;
+  cn_entry *e = fs_dir_find(d, name, NULL);
+  return e ? entry_inode(dir->mns, e) : NULL;
+}
+
+static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                           struct fuse_file_info *fi, int plus)
+{
+  dir_handle *h = (dir_handle *)(uintptr_t)fi->fh;
+  char *buf = malloc(size);
+  size_t used = 0;
+  pthread_mutex_lock(&M.lock);
+  inode *dir = find_inode(ino);
+  /* offsets: 0 = ".", 1 = "..", 2 + i = names[i] */
+  for (off_t i = off; dir && (size_t)i < h->n + 2; i++) {
+    struct fuse_entry_param e = {0};
+    inode *child = NULL;
+    const char *name = i == 0 ? "." : i == 1 ? ".." : h->names[i - 2];
+    if (i < 2) {
+      e.attr.st_ino = i == 0 ? ino : FUSE_ROOT_ID;
+      e.attr.st_mode = S_IFDIR;
+    } else {
+      child = listed_inode(dir, name);
+      if (!child)
+        continue;
+      fill_stat(child, &e.attr);
+      e.ino = child->ino;
+      e.generation = 1;
+      e.attr_timeout = e.entry_timeout = ATTR_TIMEOUT;
+    }
+    size_t want = plus ? fuse_add_direntry_plus(req, buf + used, size - used, name, &e, i + 1)
+                       : fuse_add_direntry(req, buf + used, size - used, name, &e.attr, i + 1);
+    if (want > size - used) {
+      if (child)
+        maybe_free(child);
+      break;
+    }
+    used += want;
+    if (child && plus)
+      child->nlookup++; /* readdirplus counts as a lookup of each entry but . and .. */
+    else if (child)
+      maybe_free(child);
+  }
+  pthread_mutex_unlock(&M.lock);
+  fuse_reply_buf(req, buf, used);
+  free(buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+  readdir_common(req, ino, size, off, fi, 0);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                           struct fuse_file_info *fi)
+{
+  readdir_common(req, ino, size, off, fi, 1);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+  dir_handle *h = (dir_handle *)(uintptr_t)fi->fh;
+  for (size_t i = 0; i < h->n; i++)
+    free(h->names[i]);
+  free(h->names);
+  free(h);
+  fuse_reply_err(req, 0);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+  struct statvfs sv;
+  if (statvfs(M.home, &sv) < 0) {
+    fuse_reply_err(req, errno);
+    return;
+  }
+  sv.f_namemax = 255;
+  fuse_reply_statfs(req, &sv);
+}
+
+/* ---- extended attributes ---- */
+
+#define XATTR_PREFIX "user.cairn."
+
+/* Writes the named cairn xattr of n into out (NUL-terminated); -ENODATA if it has none. */
+static int cairn_xattr(inode *n, const char *name, char *out, size_t cap)
+{
+  if (n->kind == I_NSROOT) {
+    const cn_nskey *k = &n->mns->ns->key;
+    enum cn_access want = !strcmp(name, XATTR_PREFIX "writecap") ? CN_ACCESS_WRITE :
+                          !strcmp(name, XATTR_PREFIX "readcap") ? CN_ACCESS_READ :
+                          !strcmp(name, XATTR_PREFIX "verifycap") ? CN_ACCESS_VERIFY : 0;
+    if (!want || want > k->access)
+      return -ENODATA;
+    cn_nskey copy = *k;
+    cn_cap c;
+    char str[CN_CAP_STR_MAX];
+    cn_nskey_diminish(&copy, want);
+    cn_cap_from_nskey(&copy, &c);
+    cn_cap_format(&c, str);
+    cn_nskey_wipe(&copy);
+    snprintf(out, cap, "%s", str);
+    return 0;
+  }
+  if (n->kind == I_ENTRY && n->entry->attr.type == CN_FILE && !strcmp(name, XATTR_PREFIX "chunks")) {
+    uint64_t chunks = 0;
+    if (n->dirty) {
+      snprintf(out, cap, "uncommitted");
+      return 0;
+    }
+    int rc = fs_file_chunks(n->mns->ns, n->entry, &chunks);
+    if (rc < 0)
+      return rc;
+    snprintf(out, cap, "%llu", (unsigned long long)chunks);
+    return 0;
+  }
+  return -ENODATA;
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+  char value[CN_CAP_STR_MAX + 32];
+  pthread_mutex_lock(&M.lock);
+  inode *n = find_inode(ino);
+  int rc = n ? cairn_xattr(n, name, value, sizeof value) : -ENOENT;
+  pthread_mutex_unlock(&M.lock);
+  size_t len = rc ? 0 : strlen(value);
+  if (rc < 0)
+    fuse_reply_err(req, -rc);
+  else if (size == 0)
+    fuse_reply_xattr(req, len);
+  else if (size < len)
+    fuse_reply_err(req, ERANGE);
+  else
+    fuse_reply_buf(req, value, len);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+  static const char *names[] = {XATTR_PREFIX "writecap", XATTR_PREFIX "readcap",
+                                XATTR_PREFIX "verifycap", XATTR_PREFIX "chunks"};
+  char list[256], value[CN_CAP_STR_MAX + 32];
+  size_t len = 0;
+  pthread_mutex_lock(&M.lock);
+  inode *n = find_inode(ino);
+  for (size_t i = 0; n && i < sizeof names / sizeof *names; i++)
+    if (cairn_xattr(n, names[i], value, sizeof value) == 0) {
+      memcpy(list + len, names[i], strlen(names[i]) + 1);
+      len += strlen(names[i]) + 1;
+    }
+  pthread_mutex_unlock(&M.lock);
+  if (!n)
+    fuse_reply_err(req, ENOENT);
+  else if (size == 0)
+    fuse_reply_xattr(req, len);
+  else if (size < len)
+    fuse_reply_err(req, ERANGE);
+  else
+    fuse_reply_buf(req, list, len);
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+                        size_t size, int flags)
+{
+  /* cairn's own attributes are computed; others are not stored (tools treat this as
+   * "xattrs unsupported" and carry on) */
+  fuse_reply_err(req, strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) ? ENOTSUP : EPERM);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+  fuse_reply_err(req, strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) ? ENOTSUP : EPERM);
+}
+
+/* ---- session ---- */
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+  conn->max_write = 1u << 20;
+  conn->max_readahead = 1u << 20;
+  if (conn->capable & FUSE_CAP_READDIRPLUS)
+    conn->want |= FUSE_CAP_READDIRPLUS;
+  conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO; /* always plus: ls -l then needs no getattr */
+  conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;   /* truncation arrives as setattr */
+}
+
+static void op_destroy(void *userdata)
+{
+  pthread_mutex_lock(&M.lock);
+  commit_all();
+  pthread_mutex_unlock(&M.lock);
+}
+
+static const struct fuse_lowlevel_ops ops = {
+  .init = op_init,
+  .destroy = op_destroy,
+  .lookup = op_lookup,
+  .forget = op_forget,
+  .forget_multi = op_forget_multi,
+  .getattr = op_getattr,
+  .setattr = op_setattr,
+  .readlink = op_readlink,
+  .mknod = op_mknod,
+  .mkdir = op_mkdir,
+  .unlink = op_unlink,
+  .rmdir = op_rmdir,
+  .symlink = op_symlink,
+  .rename = op_rename,
+  .link = op_link,
+  .open = op_open,
+  .read = op_read,
+  .write = op_write,
+  .release = op_release,
+  .fsync = op_fsync,
+  .opendir = op_opendir,
+  .readdir = op_readdir,
+  .readdirplus = op_readdirplus,
+  .releasedir = op_releasedir,
+  .fsyncdir = op_fsync,
+  .statfs = op_statfs,
+  .setxattr = op_setxattr,
+  .getxattr = op_getxattr,
+  .listxattr = op_listxattr,
+  .removexattr = op_removexattr,
+  .create = op_create,
+};
+
+static void detach_all(void)
+{
+  while (M.namespaces) {
+    mount_ns *m = M.namespaces;
+    M.namespaces = m->next;
+    cn_ns_close(m->ns);
+    free(m);
+  }
+  for (size_t b = 0; b < INODE_BUCKETS; b++)
+    while (M.buckets[b]) {
+      inode *n = M.buckets[b];
+      M.buckets[b] = n->next_hash;
+      if (n->staging_fd >= 0)
+        close(n->staging_fd);
+      drop_read_state(n);
+      free(n->link_target);
+      free(n);
+    }
+}
+
+int cn_mount(const char *home, const cn_mount_opts *opts)
+{
+  /* check the home before daemonizing, so mistakes reach the terminal */
+  cn_store *probe;
+  int rc = cn_store_open(home, &probe);
+  if (rc < 0)
+    return rc;
+  cn_store_close(probe);
+
+  struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+  char options[1024];
+  snprintf(options, sizeof options, "fsname=cairn,subtype=cairn,default_permissions%s%s",
+           opts->fuse_options && *opts->fuse_options ? "," : "",
+           opts->fuse_options ? opts->fuse_options : "");
+  fuse_opt_add_arg(&args, "cairn");
+  fuse_opt_add_arg(&args, "-o");
+  fuse_opt_add_arg(&args, options);
+  if (opts->debug)
+    fuse_opt_add_arg(&args, "-d");
+  struct fuse_session *se = fuse_session_new(&args, &ops, sizeof ops, NULL);
+  fuse_opt_free_args(&args);
+  if (!se)
+    return cn_fail(EINVAL, "cannot start a FUSE session (bad -o options?)");
+  if (fuse_set_signal_handlers(se) != 0 || fuse_session_mount(se, opts->mountpoint) != 0) {
+    fuse_session_destroy(se);
+    return cn_fail(EIO, "cannot mount at %s", opts->mountpoint);
+  }
+  fuse_daemonize(opts->foreground);
+  if (!opts->foreground) {
+    /* a daemon's stderr is /dev/null: its log lines go to $CAIRN_HOME/cairn.log */
+    char log_path[4200];
+    snprintf(log_path, sizeof log_path, "%s/cairn.log", home);
+    int log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (log_fd >= 0) {
+      dup2(log_fd, STDERR_FILENO);
+      close(log_fd);
+    }
+  }
+  cn_log("mounted %s at %s", home, opts->mountpoint);
+
+  /* the store is opened after the fork: LMDB handles must not cross it */
+  memset(&M, 0, sizeof M);
+  pthread_mutex_init(&M.lock, NULL);
+  pthread_cond_init(&M.wake, NULL);
+  M.home = strdup(home);
+  M.next_ino = FUSE_ROOT_ID + 1;
+  M.root.ino = FUSE_ROOT_ID;
+  M.root.kind = I_ROOT;
+  M.root.staging_fd = -1;
+  M.started_ns = fs_now_ns();
+  M.commit_interval = opts->commit_interval_s > 0 ? opts->commit_interval_s : DEFAULT_COMMIT_INTERVAL;
+  rc = cn_store_open(home, &M.store);
+  if (rc == 0) {
+    attach_keyring();
+    pthread_create(&M.timer, NULL, commit_timer, NULL);
+    struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+    fuse_loop_cfg_set_max_threads(cfg, 16);
+    rc = fuse_session_loop_mt(se, cfg) != 0 ? cn_fail(EIO, "the FUSE session ended with an error") : 0;
+    fuse_loop_cfg_destroy(cfg);
+    pthread_mutex_lock(&M.lock);
+    M.stopping = 1;
+    pthread_cond_signal(&M.wake);
+    pthread_mutex_unlock(&M.lock);
+    pthread_join(M.timer, NULL);
+  } else {
+    cn_log("%s", cn_err());
+  }
+  fuse_session_unmount(se);
+  fuse_remove_signal_handlers(se);
+  fuse_session_destroy(se); /* runs destroy: the last commit */
+  pthread_mutex_lock(&M.lock);
+  commit_all();
+  detach_all();
+  pthread_mutex_unlock(&M.lock);
+  cn_store_close(M.store);
+  free(M.home);
+  return rc;
+}

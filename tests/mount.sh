@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# The FUSE mount with real shell tools: cp, diff, rsync, tar, find, du, sparse files,
+# renames, unlink-while-open, xattrs, caps at the root, remounts and kill -9.
+. "${TESTS_SRCDIR:-$(dirname "$0")}/lib.sh"
+
+[ -c /dev/fuse ] || { not_ok "no /dev/fuse on this machine"; summary; exit 1; }
+export CAIRN_HOME="$SCRATCH/home"
+C() { "$CAIRN" "$@"; }
+M="$SCRATCH/mnt"
+C init >/dev/null
+C ns new --name site >/dev/null
+ID=$(C ns ls | awk '$4 == "site" || $NF == "site" {print $1}')
+seq_of() { C ns ls | awk -v id="$ID" '$1 == id {print $4}'; }
+
+# ---- daemon mode returns once the mount is live ----
+mkdir -p "$M"
+check "cairn mount (daemonized) returns with the mount live" sh -c "\"$CAIRN\" mount '$M' && mountpoint -q '$M'"
+MOUNTS="$MOUNTS $M"
+check "cairn umount" C umount "$M"
+for _ in $(seq 1 50); do pgrep -f "cairn mount $M" >/dev/null || break; sleep 0.1; done
+! pgrep -f "cairn mount $M" >/dev/null && ok "the daemon exits after umount" || not_ok "daemon still running"
+
+mount_fg "$M" || { summary; exit 1; }
+S="$M/site"
+
+# ---- the root ----
+[ -d "$M/$ID" ] && ok "the namespace appears as a directory named by its ID" || not_ok "no $ID in $(ls "$M")"
+[ "$(readlink "$M/site")" = "$ID" ] && ok "the petname is a symlink to it" || not_ok "petname link"
+ls "$M/cairn-nsr1-notacapatall" >/dev/null 2>&1; [ $? -ne 0 ] && ok "a malformed cap at the root is not found" || not_ok "malformed cap found"
+grep -q "lookup of 'cairn-nsr1-notacapatall" "$SCRATCH/daemon.log" && ok "... and the log says why" || not_ok "no log line for the malformed cap"
+mkdir "$M/newdir" 2>/dev/null; [ $? -ne 0 ] && ok "mkdir at the root is refused" || not_ok "mkdir at root"
+
+# ---- xattrs ----
+
+getfattr --absolute-names --only-values -n user.cairn.writecap "$S/" | grep -q '^cairn-nsw1-' && ok "user.cairn.writecap on the namespace root" || not_ok "writecap xattr"
+getfattr --absolute-names --only-values -n user.cairn.readcap "$S/" | grep -q '^cairn-nsr1-' && ok "user.cairn.readcap" || not_ok "readcap xattr"
+getfattr --absolute-names --only-values -n user.cairn.verifycap "$S/" | grep -q '^cairn-nsv1-' && ok "user.cairn.verifycap" || not_ok "verifycap xattr"
+
+# ---- a source tree with every kind of entry ----
+SRC="$SCRATCH/src"
+mkdir -p "$SRC/a/b/c" "$SRC/empty"
+for i in $(seq 1 200); do echo "file $i" > "$SRC/a/f$i.txt"; done
+head -c 5000000 /dev/urandom > "$SRC/a/b/random.bin"
+seq 1 300000 > "$SRC/a/b/c/numbers"
+ln -s ../a/f1.txt "$SRC/empty/link"
+mkfifo "$SRC/a/pipe"
+chmod 0751 "$SRC/a/b"; chmod 0600 "$SRC/a/f2.txt"
+touch -d '2003-04-05 06:07:08.5' "$SRC/a/f3.txt"
+
+check "cp -a into the mount" cp -a "$SRC" "$S/cp"
+check "diff -r against the source" diff -r -x pipe "$SRC" "$S/cp"
+meta() { (cd "$1" && find . -printf '%p %y %m %s %T@\n' | grep -v '^\. ' | awk '$2 == "d" { $4 = "-" } 1' | sort); }
+meta "$SRC" > "$SCRATCH/m1"; meta "$S/cp" > "$SCRATCH/m2"
+check "modes, types, sizes and mtimes match" diff "$SCRATCH/m1" "$SCRATCH/m2"
+check "rsync -a into the mount" rsync -a "$SRC/" "$S/rsync/"
+rsync -a --stats "$SRC/" "$S/rsync/" > "$SCRATCH/rsync2"
+grep -q 'Number of regular files transferred: 0' "$SCRATCH/rsync2" && ok "a second rsync -a copies nothing" || not_ok "second rsync copied: $(grep transferred "$SCRATCH/rsync2")"
+mkdir -p "$SCRATCH/untar"
+check "tar c | tar x out of the mount" sh -c "tar cf - -C '$S/cp' . | tar xf - -C '$SCRATCH/untar'"
+check "tar round trip is identical" diff -r -x pipe "$SRC" "$SCRATCH/untar"
+check "tar c | tar x into the mount" sh -c "tar cf - -C '$SRC' . | tar xf - -C '$S/rsync'"
+check "ls -lR" sh -c "ls -lR '$S' > /dev/null"
+touch -d '2030-01-01' "$SCRATCH/future"; touch "$S/cp/a/f5.txt"
+n=$(find "$S/cp" -newer "$SRC/a/f4.txt" -name 'f5.txt' | wc -l)
+[ "$n" = 1 ] && ok "find -newer sees a touched file" || not_ok "find -newer found $n"
+du -s "$S/cp" > /dev/null && ok "du works" || not_ok "du"
+
+# ---- POSIX corner cases ----
+cd "$S" || exit 1
+echo one > f1; echo two > f2
+mv f2 f1 && [ "$(cat f1)" = two ] && ok "rename over an existing file" || not_ok "rename over file"
+mkdir -p d1/sub d2; echo deep > d1/sub/x
+mv d1 d2/ && [ "$(cat d2/d1/sub/x)" = deep ] && ok "rename of a directory across directories" || not_ok "dir rename"
+mv d2/d1 d2/d1/sub/ 2>/dev/null; [ $? -ne 0 ] && ok "a directory cannot move into itself" || not_ok "moved into itself"
+mkdir full; touch full/x; rmdir full 2>/dev/null; [ $? -ne 0 ] && ok "rmdir of a non-empty directory fails" || not_ok "rmdir non-empty"
+python3 - <<'PY' && ok "renameat2 NOREPLACE and EXCHANGE" || not_ok "renameat2 flags"
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+AT = -100
+def renameat2(a, b, flags):
+    if libc.renameat2(AT, a.encode(), AT, b.encode(), flags) != 0:
+        return ctypes.get_errno()
+    return 0
+open('ex1', 'w').write('1'); open('ex2', 'w').write('2')
+assert renameat2('ex1', 'ex2', 1) == 17          # RENAME_NOREPLACE: EEXIST
+assert renameat2('ex1', 'ex2', 2) == 0           # RENAME_EXCHANGE
+assert open('ex1').read() == '2' and open('ex2').read() == '1'
+PY
+python3 - <<'PY' && ok "unlink and rename of open files keep their data readable" || not_ok "unlink while open"
+import os
+with open('open1', 'w') as f: f.write('still here')
+fd = os.open('open1', os.O_RDONLY)
+os.unlink('open1')
+assert os.read(fd, 100) == b'still here'
+os.close(fd)
+with open('open2', 'w') as f: f.write('old')
+with open('open3', 'w') as f: f.write('new')
+fd = os.open('open2', os.O_RDWR)
+os.rename('open3', 'open2')        # replaces the open file's name
+assert os.pread(fd, 10, 0) == b'old'
+os.pwrite(fd, b'OLD', 0)           # writing an unlinked file is fine
+assert os.pread(fd, 10, 0) == b'OLD'
+os.close(fd)
+assert open('open2').read() == 'new'
+PY
+python3 - <<'PY' && ok "O_EXCL, O_APPEND, O_TRUNC, ftruncate grow and shrink, pwrite in the middle" || not_ok "open flags"
+import os, errno
+fd = os.open('flags', os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o644); os.write(fd, b'abc'); os.close(fd)
+try:
+    os.open('flags', os.O_CREAT | os.O_EXCL | os.O_WRONLY); raise SystemExit(1)
+except FileExistsError: pass
+fd = os.open('flags', os.O_WRONLY | os.O_APPEND); os.write(fd, b'def'); os.close(fd)
+assert open('flags', 'rb').read() == b'abcdef'
+fd = os.open('flags', os.O_RDWR); os.ftruncate(fd, 10); os.pwrite(fd, b'X', 8); os.close(fd)
+assert open('flags', 'rb').read() == b'abcdef\0\0X\0'
+fd = os.open('flags', os.O_RDWR); os.ftruncate(fd, 2); os.close(fd)
+assert open('flags', 'rb').read() == b'ab'
+fd = os.open('flags', os.O_WRONLY | os.O_TRUNC); os.close(fd)
+assert os.path.getsize('flags') == 0
+PY
+truncate -s 100M sparse && printf 'end' | dd of=sparse bs=1 seek=104857597 conv=notrunc 2>/dev/null
+[ "$(tail -c 3 sparse)" = end ] && [ "$(stat -c %s sparse)" = 104857600 ] && ok "sparse file: size and tail" || not_ok "sparse file"
+head -c 30000000 /dev/urandom > "$SCRATCH/mid.bin"; cp "$SCRATCH/mid.bin" mid.bin; sync mid.bin
+printf 'PATCHED' | dd of=mid.bin bs=1 seek=15000000 conv=notrunc 2>/dev/null
+printf 'PATCHED' | dd of="$SCRATCH/mid.bin" bs=1 seek=15000000 conv=notrunc 2>/dev/null
+cmp -s mid.bin "$SCRATCH/mid.bin" && ok "overwrite in the middle of a large file" || not_ok "mid overwrite"
+mkfifo fifo; ln -s f1 symlink
+[ -p fifo ] && [ "$(readlink symlink)" = f1 ] && ok "fifo and symlink" || not_ok "fifo/symlink"
+mknod dev c 1 3 2>/dev/null; [ $? -ne 0 ] && ok "device nodes are refused" || not_ok "device node created"
+ln f1 hardlink 2>/dev/null; [ $? -ne 0 ] && ok "hard links are refused cleanly" || not_ok "hard link created"
+chmod 640 f1 && chown 1234:5678 f1 && [ "$(stat -c '%a %u %g' f1)" = "640 1234 5678" ] && ok "chmod and chown" || not_ok "chmod/chown"
+touch -m -d '2001-02-03 04:05:06' f1; touch -a -d '2002-02-03 04:05:06' f1
+[ "$(stat -c %Y f1)" = "$(date -d '2001-02-03 04:05:06' +%s)" ] && [ "$(stat -c %X f1)" = "$(date -d '2002-02-03 04:05:06' +%s)" ] \
+  && ok "utimens keeps mtime and atime apart" || not_ok "utimens"
+getfattr --absolute-names --only-values -n user.cairn.chunks "$S/cp/a/b/random.bin" 2>/dev/null | grep -qE '^[0-9]+$' && ok "user.cairn.chunks on a file" || not_ok "chunks xattr"
+python3 -c "import fcntl; f=open('f1'); fcntl.flock(f, fcntl.LOCK_EX); fcntl.lockf(f.fileno() if False else open('f1','r+'), fcntl.LOCK_EX)" \
+  && ok "flock and fcntl locks" || not_ok "locks"
+df "$S" > /dev/null && ok "statfs" || not_ok "statfs"
+cd "$SCRATCH" || exit 1
+
+# ---- durability: fsync commits; umount commits; remount shows everything ----
+seq_before=$(seq_of)
+python3 -c "
+import os
+fd = os.open('$S/synced', os.O_CREAT | os.O_WRONLY, 0o644)
+os.write(fd, b'durable'); os.fsync(fd); os.close(fd)"
+[ "$(seq_of)" -gt "$seq_before" ] && ok "fsync makes a commit" || not_ok "fsync did not commit"
+unmount_fg "$M" && ok "umount" || not_ok "umount"
+mount_fg "$M"
+check "everything is there after a remount" diff -r -x pipe "$SRC" "$S/cp"
+[ "$(cat "$S/f1")" = two ] && [ "$(tail -c 3 "$S/sparse")" = end ] && cmp -s "$S/mid.bin" "$SCRATCH/mid.bin" \
+  && ok "small, sparse and patched files survive the remount" || not_ok "files changed across remount"
+
+echo "kill me" > "$S/unsynced-but-fsynced"
+python3 -c "
+import os
+fd = os.open('$S/unsynced-but-fsynced', os.O_RDONLY); os.fsync(fd); os.close(fd)"
+kill -9 "$MOUNT_PID"; wait "$MOUNT_PID" 2>/dev/null; fusermount3 -u -z "$M" 2>/dev/null
+mount_fg "$M"
+[ "$(cat "$S/unsynced-but-fsynced" 2>/dev/null)" = "kill me" ] && ok "fsync'd data survives kill -9 of the daemon" || not_ok "fsync'd data lost"
+unmount_fg "$M"
+expect_exit 0 "cairn check is clean" C check --all
+
+# ---- batching: a copy of many files is a handful of commits ----
+mount_fg "$M" --commit-interval 3
+seq_before=$(seq_of)
+mkdir -p "$SCRATCH/many"; for i in $(seq 1 2000); do echo "$i" > "$SCRATCH/many/$i"; done
+cp -r "$SCRATCH/many" "$S/many"
+unmount_fg "$M"
+commits=$(( $(seq_of) - seq_before ))
+[ "$commits" -le 5 ] && ok "cp -r of 2000 files made $commits commits" || not_ok "cp -r of 2000 files made $commits commits"
+
+# ---- kill -9 during a copy: remount shows a consistent tree ----
+for delay in 0.5 1.5; do
+  mount_fg "$M" --commit-interval 1
+  cp -r "$SRC" "$S/crash-$delay" & cp_pid=$!
+  sleep "$delay"; kill -9 "$MOUNT_PID"; wait "$MOUNT_PID" 2>/dev/null
+  wait "$cp_pid" 2>/dev/null; fusermount3 -u -z "$M" 2>/dev/null
+  expect_exit 0 "check clean after kill -9 at ${delay}s into a copy" C check --all
+  mount_fg "$M"
+  torn=0
+  while read -r f; do
+    rel=${f#"$S/crash-$delay"/}
+    n=$(stat -c %s "$f")
+    cmp -s -n "$n" "$f" "$SRC/$rel" || torn=$((torn + 1))
+  done < <(find "$S/crash-$delay" -type f 2>/dev/null)
+  [ "$torn" -eq 0 ] && ok "no torn file after the crash (each is a prefix of its source)" || not_ok "$torn files differ from their source"
+  unmount_fg "$M"
+done
+
+# ---- caps at the root, read-only namespaces ----
+C ns new --name other >/dev/null
+OTHER_READ=$(C cap other --read); OTHER_ID=$(C ns ls | awk '$NF == "other" {print $1}')
+mount_fg "$M"
+echo "data" > "$M/other/file"; sync -f "$M/other/file"
+python3 -c "import os; fd=os.open('$M/other/file', os.O_RDONLY); os.fsync(fd)"
+unmount_fg "$M"
+# forget the write-cap: the namespace is only reachable by its read-cap now
+grep -v " other$" "$CAIRN_HOME/keyring" > "$SCRATCH/kr" && cat "$SCRATCH/kr" > "$CAIRN_HOME/keyring"
+mount_fg "$M"
+[ ! -e "$M/$OTHER_ID" ] && ok "a namespace not in the keyring is not listed" || not_ok "listed without a cap"
+[ "$(cat "$M/$OTHER_READ/file" 2>/dev/null)" = data ] && ok "looking up a read-cap at the root shows the namespace" || not_ok "read-cap lookup"
+grep -q "^cairn-nsr1-" "$CAIRN_HOME/keyring" && ok "and adds the cap to the keyring" || not_ok "keyring not updated"
+(echo x > "$M/$OTHER_ID/new") 2>/dev/null; [ $? -ne 0 ] && ok "writes to a read-cap namespace fail" || not_ok "wrote to a read-only namespace"
+python3 -c "
+import os, errno
+try:
+    os.open('$M/$OTHER_ID/new', os.O_CREAT | os.O_WRONLY)
+except OSError as e:
+    raise SystemExit(0 if e.errno == errno.EROFS else 1)
+raise SystemExit(1)" && ok "... with EROFS" || not_ok "not EROFS"
+unmount_fg "$M"
+
+# ---- the corpus, if installed: cp -r then diff -r ----
+if [ -d /usr/share/doc/postgresql-doc-15/html ]; then
+  mount_fg "$M"
+  check "cp -r of the postgresql documentation" cp -r /usr/share/doc/postgresql-doc-15/html "$S/pgdoc"
+  check "diff -r" diff -r /usr/share/doc/postgresql-doc-15/html "$S/pgdoc"
+  unmount_fg "$M"
+fi
+expect_exit 0 "cairn check is clean at the end" C check --all
+if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$SCRATCH/daemon.log"; then
+  not_ok "the daemon reported sanitizer errors:"; grep -E -A5 'Sanitizer|runtime error' "$SCRATCH/daemon.log" | head -40
+else
+  ok "the daemon ran clean (no sanitizer reports)"
+fi
+summary
