@@ -30,6 +30,12 @@ typedef struct cn_ns cn_ns;
 int cn_ns_open(cn_store *s, const cn_nskey *key, int for_write, cn_ns **out);
 void cn_ns_close(cn_ns *ns);
 uint64_t cn_ns_seq(const cn_ns *ns);
+/* A read-only view of the namespace as commit seq left it (a snapshot). */
+int cn_ns_open_at(cn_store *s, const cn_nskey *key, uint64_t seq, cn_ns **out);
+/* Calls fn for every commit from the one ns is at back to the first; a non-zero return
+ * stops the walk (a positive one is not an error). */
+typedef int (*cn_history_fn)(uint64_t seq, int64_t time_ns, const uint8_t id[CN_ID_BYTES], void *ctx);
+int cn_ns_history(cn_ns *ns, cn_history_fn fn, void *ctx);
 
 int cn_ns_stat(cn_ns *ns, const char *path, cn_attr *attr);
 typedef int (*cn_list_fn)(const char *name, const cn_attr *attr, void *ctx);

@@ -30,6 +30,7 @@ typedef struct {
 struct cn_dir {
   cn_entry **ents;
   size_t n, cap;
+  size_t subdirs; /* entries that are directories: a directory's link count is 2 + this */
   cn_entry *owner;
   cn_dir *parent;
   int dirty;

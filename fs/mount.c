@@ -41,7 +41,12 @@
 typedef struct mount_ns mount_ns;
 typedef struct inode inode;
 
-enum inode_kind { I_ROOT, I_NSROOT, I_ENTRY, I_LINK };
+/* I_SNAPDIR is a namespace's .snapshots directory; each snapshot in it is the I_NSROOT of
+ * a read-only mount_ns opened at that commit. */
+enum inode_kind { I_ROOT, I_NSROOT, I_ENTRY, I_LINK, I_SNAPDIR };
+
+#define SNAPSHOTS_NAME ".snapshots"
+#define SNAPSHOT_NAME_MAX 48
 
 struct inode {
   fuse_ino_t ino;
@@ -68,6 +73,9 @@ struct mount_ns {
   char id[CN_NSID_LEN + 1];
   inode *root;
   inode *dirty_files;
+  inode *snapdir;      /* .snapshots, once looked up */
+  mount_ns *snapshots; /* opened snapshots (read-only), kept until unmount */
+  char snapshot_name[SNAPSHOT_NAME_MAX]; /* set on a snapshot */
   mount_ns *next;
 };
 
@@ -136,7 +144,7 @@ static void drop_read_state(inode *n)
 /* Frees an inode nobody needs any more: no lookups, no handles, nothing uncommitted. */
 static void maybe_free(inode *n)
 {
-  if (n->kind == I_ROOT || n->kind == I_NSROOT || n->nlookup || n->opens)
+  if (n->kind == I_ROOT || n->kind == I_NSROOT || n->kind == I_SNAPDIR || n->nlookup || n->opens)
     return;
   if (n->dirty && !n->detached)
     return; /* the commit needs its staged data */
@@ -222,6 +230,15 @@ static void fill_stat(inode *n, struct stat *st)
     st->st_atim = st->st_mtim = st->st_ctim = ts_of(M.started_ns);
     return;
   }
+  if (n->kind == I_SNAPDIR) {
+    const cn_attr *ra = &n->mns->ns->root.attr;
+    st->st_mode = S_IFDIR | 0555;
+    st->st_nlink = 2;
+    st->st_uid = ra->uid;
+    st->st_gid = ra->gid;
+    st->st_atim = st->st_mtim = st->st_ctim = ts_of(ra->mtime_ns);
+    return;
+  }
   const cn_attr *a = &n->entry->attr;
   st->st_mode = type_bits(a->type) | a->mode;
   st->st_uid = a->uid;
@@ -235,8 +252,7 @@ static void fill_stat(inode *n, struct stat *st)
   if (a->type == CN_DIR) {
     st->st_nlink = 2;
     if (fs_dir_load(n->mns->ns, n->entry, n->entry->in_dir) == 0)
-      for (size_t i = 0; i < n->entry->dir->n; i++)
-        st->st_nlink += n->entry->dir->ents[i]->attr.type == CN_DIR;
+      st->st_nlink += n->entry->dir->subdirs;
   }
 }
 
@@ -373,6 +389,91 @@ static void lookup_cap(fuse_req_t req, const char *name)
   reply_entry(req, link);
 }
 
+/* ---- snapshots ---- */
+
+static void snapshot_name(uint64_t seq, int64_t time_ns, char out[SNAPSHOT_NAME_MAX])
+{
+  time_t t = (time_t)(time_ns / 1000000000);
+  struct tm tm;
+  char when[24];
+  gmtime_r(&t, &tm);
+  strftime(when, sizeof when, "%Y%m%dT%H%M%SZ", &tm);
+  snprintf(out, SNAPSHOT_NAME_MAX, "%llu-%s", (unsigned long long)seq, when);
+}
+
+typedef struct {
+  char **names;
+  size_t n, cap;
+  const char *want; /* when set: stop at the commit with this name */
+  uint64_t found_seq;
+} history_list;
+
+static int collect_snapshot(uint64_t seq, int64_t time_ns, const uint8_t id[CN_ID_BYTES], void *ctx)
+{
+  history_list *h = ctx;
+  char name[SNAPSHOT_NAME_MAX];
+  snapshot_name(seq, time_ns, name);
+  if (h->want) {
+    if (strcmp(name, h->want))
+      return 0;
+    h->found_seq = seq;
+    return 1;
+  }
+  if (h->n == h->cap) {
+    h->cap = h->cap ? 2 * h->cap : 16;
+    h->names = realloc(h->names, h->cap * sizeof *h->names);
+    if (!h->names)
+      abort();
+  }
+  h->names[h->n++] = strdup(name);
+  return 0;
+}
+
+/* The snapshot called name in m's .snapshots, opened read-only on first use. */
+static int attach_snapshot(mount_ns *m, const char *name, mount_ns **out)
+{
+  for (mount_ns *snap = m->snapshots; snap; snap = snap->next)
+    if (!strcmp(snap->snapshot_name, name)) {
+      *out = snap;
+      return 0;
+    }
+  history_list h = {.want = name};
+  int rc = cn_ns_history(m->ns, collect_snapshot, &h);
+  if (rc < 0)
+    return rc;
+  if (!h.found_seq)
+    return -ENOENT;
+  cn_nskey key = m->ns->key;
+  cn_nskey_diminish(&key, CN_ACCESS_READ);
+  cn_ns *ns;
+  rc = cn_ns_open_at(M.store, &key, h.found_seq, &ns);
+  cn_nskey_wipe(&key);
+  if (rc < 0)
+    return rc;
+  if ((rc = fs_dir_load(ns, &ns->root, NULL)) < 0) {
+    cn_ns_close(ns);
+    return rc;
+  }
+  mount_ns *snap = calloc(1, sizeof *snap);
+  snap->ns = ns;
+  memcpy(snap->id, m->id, sizeof snap->id);
+  snprintf(snap->snapshot_name, sizeof snap->snapshot_name, "%s", name);
+  snap->root = new_inode(I_NSROOT, snap);
+  snap->root->entry = &ns->root;
+  ns->root.inode = snap->root;
+  snap->next = m->snapshots;
+  m->snapshots = snap;
+  *out = snap;
+  return 0;
+}
+
+static inode *snapdir_inode(mount_ns *m)
+{
+  if (!m->snapdir)
+    m->snapdir = new_inode(I_SNAPDIR, m);
+  return m->snapdir;
+}
+
 /* ---- lookups ---- */
 
 /* The directory an inode stands for, loaded; NULL with errno-style rc otherwise. */
@@ -413,6 +514,15 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
       reply_entry(req, root_link(id));
     else
       fuse_reply_err(req, ENOENT);
+  } else if (p->kind == I_SNAPDIR) {
+    mount_ns *snap;
+    int rc = attach_snapshot(p->mns, name, &snap);
+    if (rc < 0)
+      fuse_reply_err(req, -rc == ENOENT ? ENOENT : EIO);
+    else
+      reply_entry(req, snap->root);
+  } else if (p->kind == I_NSROOT && !p->mns->snapshot_name[0] && !strcmp(name, SNAPSHOTS_NAME)) {
+    reply_entry(req, snapdir_inode(p->mns));
   } else {
     cn_dir *d;
     int rc = dir_of(p, &d);
@@ -731,6 +841,8 @@ static int prepare_create(inode *p, const char *name, cn_dir **d, size_t *pos)
     return -EPERM; /* namespaces come from caps, not mkdir */
   if (p->kind == I_LINK)
     return -ENOTDIR;
+  if (p->kind == I_SNAPDIR)
+    return -EROFS;
   int rc = dir_of(p, d);
   if (rc < 0)
     return rc;
@@ -865,7 +977,7 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, in
   inode *p = find_inode(parent);
   cn_dir *d;
   size_t pos;
-  int rc = !p ? -ENOENT : p->kind == I_ROOT ? -EPERM : dir_of(p, &d);
+  int rc = !p ? -ENOENT : p->kind == I_ROOT ? -EPERM : p->kind == I_SNAPDIR ? -EROFS : dir_of(p, &d);
   cn_entry *e = NULL;
   if (!rc && (rc = fs_need_write(p->mns->ns)) < 0)
     rc = -EROFS;
@@ -913,6 +1025,8 @@ static int do_rename(inode *p, const char *name, inode *np, const char *newname,
     return -ENOENT;
   if (p->kind == I_ROOT || np->kind == I_ROOT)
     return -EPERM;
+  if (p->kind == I_SNAPDIR || np->kind == I_SNAPDIR)
+    return -EROFS;
   if ((rc = dir_of(p, &from)) < 0 || (rc = dir_of(np, &to)) < 0)
     return rc;
   if (p->mns != np->mns)
@@ -951,6 +1065,10 @@ static int do_rename(inode *p, const char *name, inode *np, const char *newname,
     dst->name = tmp;
     from->ents[pos] = dst;
     to->ents[npos] = src;
+    if (from != to) {
+      from->subdirs += (dst->attr.type == CN_DIR) - (src->attr.type == CN_DIR);
+      to->subdirs += (src->attr.type == CN_DIR) - (dst->attr.type == CN_DIR);
+    }
     dst->in_dir = from;
     src->in_dir = to;
     if (dst->dir)
@@ -1013,7 +1131,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
     rc = -ENOENT;
   else if (n->kind == I_ROOT || n->kind == I_LINK)
     rc = -EPERM;
-  else if (fs_need_write(n->mns->ns) < 0)
+  else if (n->kind == I_SNAPDIR || fs_need_write(n->mns->ns) < 0)
     rc = -EROFS;
   cn_attr *a = rc ? NULL : &n->entry->attr;
   int64_t now = fs_now_ns();
@@ -1103,6 +1221,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 typedef struct {
   char **names;
   size_t n;
+  int snapshots; /* listing .snapshots: entries carry no inode until looked up */
 } dir_handle;
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1126,6 +1245,12 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
       if (kr.entries[i].petname[0] && find_ns(kr.entries[i].key.pk))
         h->names[h->n++] = strdup(kr.entries[i].petname);
     cn_keyring_free(&kr);
+  } else if (n->kind == I_SNAPDIR) {
+    history_list hl = {0};
+    rc = cn_ns_history(n->mns->ns, collect_snapshot, &hl);
+    h->names = hl.names;
+    h->n = hl.n;
+    h->snapshots = 1;
   } else {
     cn_dir *d;
     rc = dir_of(n, &d);
@@ -1137,6 +1262,9 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
   }
   pthread_mutex_unlock(&M.lock);
   if (rc < 0) {
+    for (size_t i = 0; i < h->n; i++)
+      free(h->names[i]);
+    free(h->names);
     free(h);
     fuse_reply_err(req, -rc);
     return;
@@ -1177,6 +1305,11 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
     const char *name = i == 0 ? "." : i == 1 ? ".." : h->names[i - 2];
     if (i < 2) {
       e.attr.st_ino = i == 0 ? ino : FUSE_ROOT_ID;
+      e.attr.st_mode = S_IFDIR;
+    } else if (h->snapshots) {
+      /* ino 0 in readdirplus: a name without attributes; opening a snapshot waits for
+       * a real lookup */
+      e.attr.st_ino = (ino_t)(i + 1);
       e.attr.st_mode = S_IFDIR;
     } else {
       child = listed_inode(dir, name);
@@ -1389,6 +1522,12 @@ static void detach_all(void)
   while (M.namespaces) {
     mount_ns *m = M.namespaces;
     M.namespaces = m->next;
+    while (m->snapshots) {
+      mount_ns *snap = m->snapshots;
+      m->snapshots = snap->next;
+      cn_ns_close(snap->ns);
+      free(snap);
+    }
     cn_ns_close(m->ns);
     free(m);
   }

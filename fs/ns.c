@@ -142,24 +142,18 @@ static void default_root(cn_entry *root)
   root->attr.mtime_ns = root->attr.atime_ns = root->attr.ctime_ns = fs_now_ns();
 }
 
-static int load_head(cn_ns *ns)
+/* Loads commit id into ns: its seq, and (with a read key) its tree root. want_seq, when
+ * non-zero, is the seq the commit must carry. */
+static int load_commit(cn_ns *ns, const uint8_t id[CN_ID_BYTES], uint64_t want_seq)
 {
-  cn_root root;
-  uint8_t id[CN_ID_BYTES];
-  int rc = head_of(ns->store, ns->key.pk, &root, id);
-  if (rc == -ENOENT) {
-    default_root(&ns->root);
-    return 0;
-  }
-  if (rc < 0)
-    return rc;
   uint8_t *data;
   size_t len;
-  if ((rc = cn_store_get(ns->store, id, &data, &len)) < 0)
+  int rc = cn_store_get(ns->store, id, &data, &len);
+  if (rc < 0)
     return rc;
   commit_view c;
   rc = commit_parse(data, len, &c);
-  if (!rc && (memcmp(c.pk, ns->key.pk, CN_PK_BYTES) != 0 || c.seq != root.seq))
+  if (!rc && (memcmp(c.pk, ns->key.pk, CN_PK_BYTES) != 0 || (want_seq && c.seq != want_seq)))
     rc = cn_fail(EIO, "commit does not match its signed root (namespace or seq differ)");
   if (!rc && ns->key.access >= CN_ACCESS_READ) {
     uint8_t *plain = c.box_len > CN_BOX_OVERHEAD ? malloc(c.box_len - CN_BOX_OVERHEAD) : NULL;
@@ -176,12 +170,93 @@ static int load_head(cn_ns *ns)
   } else if (!rc) {
     default_root(&ns->root);
   }
+  if (!rc) {
+    ns->seq = c.seq;
+    ns->has_head = 1;
+    memcpy(ns->head, id, CN_ID_BYTES);
+  }
   free(data);
+  return rc;
+}
+
+static int load_head(cn_ns *ns)
+{
+  cn_root root;
+  uint8_t id[CN_ID_BYTES];
+  int rc = head_of(ns->store, ns->key.pk, &root, id);
+  if (rc == -ENOENT) {
+    default_root(&ns->root);
+    return 0;
+  }
+  return rc < 0 ? rc : load_commit(ns, id, root.seq);
+}
+
+int cn_ns_history(cn_ns *ns, cn_history_fn fn, void *ctx)
+{
+  uint8_t id[CN_ID_BYTES];
+  int more = ns->has_head, rc = 0;
+  uint64_t below = UINT64_MAX;
+  memcpy(id, ns->head, CN_ID_BYTES);
+  while (more && !rc) {
+    uint8_t *data;
+    size_t len;
+    commit_view c;
+    if ((rc = cn_store_get(ns->store, id, &data, &len)) < 0)
+      break;
+    rc = commit_parse(data, len, &c);
+    if (!rc && (memcmp(c.pk, ns->key.pk, CN_PK_BYTES) != 0 || c.seq >= below))
+      rc = cn_fail(EIO, "commit history is out of sequence");
+    if (!rc)
+      rc = fn(c.seq, c.time_ns, id, ctx);
+    more = c.has_parent;
+    below = c.seq;
+    memcpy(id, c.parent, CN_ID_BYTES);
+    free(data);
+  }
+  return rc;
+}
+
+typedef struct {
+  uint64_t seq;
+  int found;
+  uint8_t id[CN_ID_BYTES];
+} seq_search;
+
+static int match_seq(uint64_t seq, int64_t time_ns, const uint8_t id[CN_ID_BYTES], void *ctx)
+{
+  seq_search *q = ctx;
+  if (seq != q->seq)
+    return seq < q->seq; /* history runs backwards: past it means it does not exist */
+  memcpy(q->id, id, CN_ID_BYTES);
+  q->found = 1;
+  return 1;
+}
+
+int cn_ns_open_at(cn_store *s, const cn_nskey *key, uint64_t seq, cn_ns **out)
+{
+  cn_ns *latest;
+  *out = NULL;
+  int rc = cn_ns_open(s, key, 0, &latest);
   if (rc < 0)
     return rc;
-  ns->seq = root.seq;
-  ns->has_head = 1;
-  memcpy(ns->head, id, CN_ID_BYTES);
+  seq_search q = {.seq = seq};
+  rc = cn_ns_history(latest, match_seq, &q);
+  cn_ns_close(latest);
+  if (rc < 0)
+    return rc;
+  if (!q.found)
+    return cn_fail(ENOENT, "this namespace has no commit with seq %llu", (unsigned long long)seq);
+  cn_ns *ns = calloc(1, sizeof *ns);
+  ns->store = s;
+  ns->key = *key;
+  ns->lock_fd = -1;
+  if (key->access >= CN_ACCESS_READ)
+    cn_chunker_init(&ns->chunker, key->convergence);
+  if ((rc = load_commit(ns, q.id, seq)) < 0) {
+    cn_ns_close(ns);
+    return rc;
+  }
+  *out = ns;
   return 0;
 }
 

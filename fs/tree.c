@@ -113,6 +113,7 @@ void fs_dir_insert(cn_dir *dir, size_t pos, cn_entry *e)
   memmove(dir->ents + pos + 1, dir->ents + pos, (dir->n - pos) * sizeof *dir->ents);
   dir->ents[pos] = e;
   dir->n++;
+  dir->subdirs += e->attr.type == CN_DIR;
   e->in_dir = dir;
   if (e->dir)
     e->dir->parent = dir;
@@ -123,6 +124,7 @@ cn_entry *fs_dir_take(cn_dir *dir, size_t pos)
   cn_entry *e = dir->ents[pos];
   memmove(dir->ents + pos, dir->ents + pos + 1, (dir->n - pos - 1) * sizeof *dir->ents);
   dir->n--;
+  dir->subdirs -= e->attr.type == CN_DIR;
   e->in_dir = NULL;
   return e;
 }
