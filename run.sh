@@ -50,15 +50,16 @@ case "${1:-}" in
     cairn="$top/build/tools/cairn"
     $cairn init
     $cairn ns ls | grep -q ' demo$' || $cairn ns new --name demo > "$CAIRN_HOME/demo.writecap"
-    echo "== storing the project's docs in namespace 'demo' (write-cap in $CAIRN_HOME/demo.writecap)"
-    $cairn put -r "$top/docs" demo:/docs
-    $cairn put demo:/README.md < "$top/README.md"
-    $cairn ns ls
-    $cairn ls -l demo:/
-    $cairn ls -l demo:/docs
-    echo "== read-cap to share: $($cairn cap demo --read)"
-    $cairn get demo:/README.md | cmp - "$top/README.md" && echo "== README.md read back byte for byte"
-    $cairn check demo
+    mnt="$top/demo-mnt"
+    mkdir -p "$mnt"
+    mountpoint -q "$mnt" || $cairn mount "$mnt"
+    echo "== mounted at $mnt (namespace 'demo'; write-cap in $CAIRN_HOME/demo.writecap)"
+    cp -r "$top/docs" "$mnt/demo/"
+    cp "$top/README.md" "$mnt/demo/"
+    ls -l "$mnt" "$mnt/demo" "$mnt/demo/docs"
+    echo "== read-cap to share: $(getfattr --absolute-names --only-values -n user.cairn.readcap "$mnt/demo/")"
+    cmp "$mnt/demo/README.md" "$top/README.md" && echo "== README.md reads back byte for byte"
+    echo "== cairn stays mounted at $mnt; 'build/tools/cairn umount $mnt' (with CAIRN_HOME=$CAIRN_HOME) to stop"
     ;;
   test)
     install_packages $BUILD_PACKAGES $CORPUS_PACKAGES
