@@ -98,42 +98,129 @@ static int build_manifest(cn_ns *ns, cn_ref *refs, size_t n, cn_buf *content)
   return 0;
 }
 
-int fs_file_write(cn_ns *ns, int fd, cn_buf *content, uint64_t *size)
+typedef struct {
+  cn_ref *v;
+  size_t n, cap;
+} ref_list;
+
+static cn_ref *ref_push(ref_list *l)
 {
-  size_t window = CN_CHUNK_MAX;
-  uint8_t *buf = malloc(window);
-  cn_ref *refs = NULL;
-  size_t n_refs = 0, cap_refs = 0, have = 0;
+  if (l->n == l->cap) {
+    l->cap = l->cap ? 2 * l->cap : 16;
+    l->v = realloc(l->v, l->cap * sizeof *l->v);
+    if (!l->v)
+      abort();
+  }
+  return &l->v[l->n++];
+}
+
+/* Where chunking reads from: a stream (read, after some bytes already read into prefix)
+ * or a file between two offsets (pread). */
+typedef struct {
+  int fd;
+  int positional;
+  uint64_t pos, end; /* positional only */
+  const uint8_t *prefix;
+  size_t prefix_len;
+  int at_eof; /* the stream ended while reading the prefix */
+} byte_source;
+
+static int source_fill(byte_source *src, uint8_t *buf, size_t want, size_t *got, int *eof)
+{
+  if (!src->positional) {
+    size_t from_prefix = src->prefix_len < want ? src->prefix_len : want;
+    memcpy(buf, src->prefix, from_prefix);
+    src->prefix += from_prefix;
+    src->prefix_len -= from_prefix;
+    *got = from_prefix;
+    *eof = 0;
+    if (src->prefix_len) /* the prefix is never larger than a window, but be exact */
+      return 0;
+    if (src->at_eof) {
+      *eof = 1;
+      return 0;
+    }
+    size_t more = 0;
+    int rc = read_full(src->fd, buf + from_prefix, want - from_prefix, &more, eof);
+    *got += more;
+    return rc;
+  }
+  *got = 0;
+  if (want > src->end - src->pos)
+    want = (size_t)(src->end - src->pos);
+  while (*got < want) {
+    ssize_t n = pread(src->fd, buf + *got, want - *got, (off_t)(src->pos + *got));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return cn_fail(errno, "read failed: %s", strerror(errno));
+    if (n == 0) /* a hole past the end of what was written reads as zeros */
+      break;
+    *got += (size_t)n;
+  }
+  if (*got < want) {
+    memset(buf + *got, 0, want - *got);
+    *got = want;
+  }
+  src->pos += *got;
+  *eof = src->pos == src->end;
+  return 0;
+}
+
+/* The entry content for a list of chunk refs: direct when short, else a manifest tree. */
+static int content_from_refs(cn_ns *ns, ref_list *refs, cn_buf *content)
+{
+  if (refs->n <= DIRECT_CHUNKS_MAX) {
+    cn_buf_u8(content, CONTENT_CHUNKS);
+    cn_buf_varint(content, refs->n);
+    for (size_t i = 0; i < refs->n; i++)
+      ref_encode(content, &refs->v[i]);
+    return 0;
+  }
+  return build_manifest(ns, refs->v, refs->n, content);
+}
+
+/* Finds an old chunk starting exactly at pos (never the first): its index, or 0. */
+static size_t old_boundary(const cn_extent *old, size_t n_old, uint64_t pos)
+{
+  size_t lo = 1, hi = n_old;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (old[mid].offset == pos)
+      return mid;
+    if (old[mid].offset < pos)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return 0;
+}
+
+/* Chunks src into refs. Past byte `resync_after`, a cut that lands where an old chunk
+ * starts means the rest is unchanged: the old chunks from there on are reused. */
+static int chunk_source(cn_ns *ns, byte_source *src, uint64_t pos, ref_list *refs,
+                        const cn_extent *old, size_t n_old, uint64_t resync_after, uint64_t *size)
+{
+  uint8_t *buf = malloc(CN_CHUNK_MAX);
+  size_t have = 0;
   int eof = 0, rc = 0;
-  *size = 0;
-  content->len = 0;
   if (!buf)
     abort();
   for (;;) {
     size_t got = 0;
-    if (!eof && (rc = read_full(fd, buf + have, window - have, &got, &eof)) < 0)
+    if (!eof && (rc = source_fill(src, buf + have, CN_CHUNK_MAX - have, &got, &eof)) < 0)
       break;
     have += got;
     if (have == 0)
       break;
-    if (n_refs == 0 && *size == 0 && eof && have <= INLINE_MAX) {
-      cn_buf_u8(content, CONTENT_INLINE);
-      cn_buf_put(content, buf, have);
-      *size = have;
-      have = 0;
-      break;
-    }
     size_t cut = cn_chunker_cut(&ns->chunker, buf, have, eof);
-    if (n_refs == cap_refs) {
-      cap_refs = cap_refs ? 2 * cap_refs : 16;
-      refs = realloc(refs, cap_refs * sizeof *refs);
-      if (!refs)
-        abort();
-    }
-    if ((rc = fs_put_object(ns, buf, cut, &refs[n_refs])) < 0)
+    cn_ref *ref = ref_push(refs);
+    if ((rc = fs_put_object(ns, buf, cut, ref)) < 0) {
+      refs->n--;
       break;
-    refs[n_refs++].len = cut;
-    *size += cut;
+    }
+    ref->len = cut;
+    pos += cut;
     memmove(buf, buf + cut, have - cut);
     have -= cut;
     if (ns->staged_bytes >= FLUSH_EVERY) {
@@ -141,19 +228,84 @@ int fs_file_write(cn_ns *ns, int fd, cn_buf *content, uint64_t *size)
         break;
       ns->staged_bytes = 0;
     }
-  }
-  if (!rc && content->len == 0) {
-    if (n_refs <= DIRECT_CHUNKS_MAX) {
-      cn_buf_u8(content, CONTENT_CHUNKS);
-      cn_buf_varint(content, n_refs);
-      for (size_t i = 0; i < n_refs; i++)
-        ref_encode(content, &refs[i]);
-    } else {
-      rc = build_manifest(ns, refs, n_refs, content);
+    size_t same = pos > resync_after && n_old ? old_boundary(old, n_old, pos) : 0;
+    if (same) {
+      for (size_t i = same; i < n_old; i++) {
+        *ref_push(refs) = old[i].ref;
+        pos += old[i].ref.len;
+      }
+      break;
     }
   }
-  free(refs);
   free(buf);
+  *size = pos;
+  return rc;
+}
+
+int fs_file_write(cn_ns *ns, int fd, cn_buf *content, uint64_t *size)
+{
+  uint8_t small[INLINE_MAX + 1];
+  size_t got = 0;
+  int eof = 0;
+  content->len = 0;
+  *size = 0;
+  int rc = read_full(fd, small, sizeof small, &got, &eof);
+  if (rc < 0)
+    return rc;
+  if (eof && got <= INLINE_MAX) {
+    cn_buf_u8(content, CONTENT_INLINE);
+    cn_buf_put(content, small, got);
+    *size = got;
+    return 0;
+  }
+  /* more than fits inline: chunk what was read and the rest of the stream */
+  ref_list refs = {0};
+  byte_source src = {.fd = fd, .prefix = small, .prefix_len = got, .at_eof = eof};
+  rc = chunk_source(ns, &src, 0, &refs, NULL, 0, 0, size);
+  if (!rc)
+    rc = content_from_refs(ns, &refs, content);
+  free(refs.v);
+  return rc;
+}
+
+int fs_file_rewrite(cn_ns *ns, int fd, uint64_t size, const cn_entry *old_entry,
+                    uint64_t changed_lo, uint64_t changed_hi, cn_buf *content)
+{
+  content->len = 0;
+  if (size <= INLINE_MAX) {
+    uint8_t small[INLINE_MAX];
+    byte_source src = {.fd = fd, .positional = 1, .pos = 0, .end = size};
+    size_t got;
+    int eof, rc = source_fill(&src, small, (size_t)size, &got, &eof);
+    if (rc < 0)
+      return rc;
+    cn_buf_u8(content, CONTENT_INLINE);
+    cn_buf_put(content, small, (size_t)size);
+    return 0;
+  }
+  cn_extent *old = NULL;
+  size_t n_old = 0;
+  if (old_entry && !fs_file_inline(old_entry) && fs_file_extents(ns, old_entry, &old, &n_old) < 0)
+    n_old = 0; /* unreadable old chunks: re-chunk everything */
+  /* reuse old chunks wholly before the change; the last old chunk ended at the old end of
+   * file, not at a content-defined cut, so it is never reused as a prefix */
+  ref_list refs = {0};
+  size_t keep = 0;
+  while (n_old && keep < n_old - 1 && old[keep].offset + old[keep].ref.len <= changed_lo)
+    keep++;
+  uint64_t start = keep ? old[keep].offset : 0;
+  for (size_t i = 0; i < keep; i++)
+    *ref_push(&refs) = old[i].ref;
+  byte_source src = {.fd = fd, .positional = 1, .pos = start, .end = size};
+  uint64_t total;
+  int rc = chunk_source(ns, &src, start, &refs, old, n_old, changed_hi, &total);
+  if (!rc && total != size)
+    rc = cn_fail(EIO, "re-chunking produced %llu bytes for a %llu-byte file",
+                 (unsigned long long)total, (unsigned long long)size);
+  if (!rc)
+    rc = content_from_refs(ns, &refs, content);
+  free(refs.v);
+  free(old);
   return rc;
 }
 

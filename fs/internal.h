@@ -84,6 +84,11 @@ int fs_need_write(cn_ns *ns);
 
 /* file content (file.c) */
 int fs_file_write(cn_ns *ns, int fd, cn_buf *content, uint64_t *size);
+/* Re-chunks a file held in fd (size bytes) that was old_entry's content until bytes
+ * [changed_lo, changed_hi) changed: chunks before the change are reused, and after it so
+ * is everything from the first cut that lands on an old chunk boundary. */
+int fs_file_rewrite(cn_ns *ns, int fd, uint64_t size, const cn_entry *old_entry,
+                    uint64_t changed_lo, uint64_t changed_hi, cn_buf *content);
 int fs_file_read(cn_ns *ns, const cn_entry *e, int fd);
 int fs_file_chunks(cn_ns *ns, const cn_entry *e, uint64_t *count);
 /* The data chunks of a file in order, with their offsets; inline files have none. */

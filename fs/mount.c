@@ -37,6 +37,9 @@
 #define INODE_BUCKETS (1u << 18)
 #define ATTR_TIMEOUT 1.0
 #define MOUNT_BLKSIZE 131072
+/* The timer leaves files that are open for writing out of its commits (they are committed
+ * at fsync, close-then-timer or unmount) unless they have been dirty this long. */
+#define WRITER_GRACE_NS (60ll * 1000000000)
 
 typedef struct mount_ns mount_ns;
 typedef struct inode inode;
@@ -59,6 +62,10 @@ struct inode {
   char *link_target; /* I_LINK */
   int staging_fd;    /* -1 when the file's chunks are current */
   int dirty;         /* staging holds data not yet committed */
+  uint64_t changed_lo, changed_hi; /* byte range changed since the entry's content was made */
+  unsigned writers;   /* open handles that can write */
+  int64_t dirty_since;
+  cn_attr committed;  /* the attributes that go with the entry's committed content */
   inode *next_dirty;
   cn_extent *extents; /* chunk map of a clean file, built on first read */
   size_t n_extents;
@@ -248,7 +255,7 @@ static void fill_stat(inode *n, struct stat *st)
   st->st_atim = ts_of(a->atime_ns);
   st->st_mtim = ts_of(a->mtime_ns);
   st->st_ctim = ts_of(a->ctime_ns);
-  st->st_nlink = 1;
+  st->st_nlink = n->detached ? 0 : 1; /* unlinked but still open */
   if (a->type == CN_DIR) {
     st->st_nlink = 2;
     if (fs_dir_load(n->mns->ns, n->entry, n->entry->in_dir) == 0)
@@ -597,10 +604,16 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 
 /* ---- file data ---- */
 
-static void mark_file_dirty(inode *n)
+/* Records that bytes [lo, hi) changed; the next commit re-chunks only around them. */
+static void mark_file_dirty(inode *n, uint64_t lo, uint64_t hi)
 {
+  if (lo < n->changed_lo)
+    n->changed_lo = lo;
+  if (hi > n->changed_hi)
+    n->changed_hi = hi;
   if (!n->dirty) {
     n->dirty = 1;
+    n->dirty_since = fs_now_ns();
     n->next_dirty = n->mns->dirty_files;
     n->mns->dirty_files = n;
   }
@@ -631,6 +644,9 @@ static int ensure_staging(inode *n, uint64_t keep_bytes)
     return rc;
   }
   n->staging_fd = fd;
+  n->changed_lo = UINT64_MAX;
+  n->changed_hi = 0;
+  n->committed = n->entry->attr;
   drop_read_state(n);
   return 0;
 }
@@ -737,7 +753,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
     if ((uint64_t)off + (uint64_t)w > a->size)
       a->size = (uint64_t)off + (uint64_t)w;
     a->mtime_ns = a->ctime_ns = fs_now_ns();
-    mark_file_dirty(n);
+    mark_file_dirty(n, (uint64_t)off, (uint64_t)off + (uint64_t)w);
   }
   pthread_mutex_unlock(&M.lock);
   if (rc < 0)
@@ -748,11 +764,17 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
 
 /* ---- commits ---- */
 
-/* Re-chunks every file with staged data, then commits the namespace. Caller holds lock. */
-static int commit_ns(mount_ns *m)
+/* Re-chunks every file with staged data, then commits the namespace. Caller holds lock.
+ * A timer commit (all = 0) leaves out files still open for writing, recently dirtied: a
+ * file being copied is not re-chunked every few seconds, and a crash never shows it half
+ * written. Their entries go into the commit with their last committed content and
+ * attributes. */
+static int commit_ns(mount_ns *m, int all)
 {
   int rc = 0;
+  int64_t now = fs_now_ns();
   inode **pp = &m->dirty_files;
+  inode *deferred = NULL;
   while (*pp) {
     inode *n = *pp;
     if (n->detached) { /* unlinked before it was ever committed: nothing to keep */
@@ -761,18 +783,24 @@ static int commit_ns(mount_ns *m)
       maybe_free(n);
       continue;
     }
+    if (!all && n->writers && now - n->dirty_since < WRITER_GRACE_NS) {
+      *pp = n->next_dirty;
+      n->next_dirty = deferred;
+      deferred = n;
+      continue;
+    }
     cn_buf content = {0};
-    uint64_t size;
-    if (lseek(n->staging_fd, 0, SEEK_SET) < 0 ||
-        (rc = fs_file_write(m->ns, n->staging_fd, &content, &size)) < 0) {
-      if (!rc)
-        rc = cn_fail(errno, "staging file: %s", strerror(errno));
+    rc = fs_file_rewrite(m->ns, n->staging_fd, n->entry->attr.size, n->entry, n->changed_lo,
+                         n->changed_hi, &content);
+    if (rc < 0) {
       cn_buf_free(&content);
       break;
     }
     cn_buf_free(&n->entry->content);
     n->entry->content = content;
-    n->entry->attr.size = size;
+    n->changed_lo = UINT64_MAX;
+    n->changed_hi = 0;
+    n->committed = n->entry->attr;
     if (n->entry->in_dir)
       fs_mark_dirty(m->ns, n->entry->in_dir);
     *pp = n->next_dirty;
@@ -784,19 +812,44 @@ static int commit_ns(mount_ns *m)
       maybe_free(n);
     }
   }
+  /* deferred files go into this commit as they last were committed, and stay dirty */
+  cn_attr *live = NULL;
+  size_t n_deferred = 0;
+  for (inode *n = deferred; n; n = n->next_dirty)
+    n_deferred++;
+  if (n_deferred) {
+    live = malloc(n_deferred * sizeof *live);
+    size_t i = 0;
+    for (inode *n = deferred; n; n = n->next_dirty, i++) {
+      live[i] = n->entry->attr;
+      n->entry->attr.size = n->committed.size;
+      n->entry->attr.mtime_ns = n->committed.mtime_ns;
+    }
+  }
   if (!rc && m->ns->dirty)
     rc = cn_ns_commit(m->ns);
+  size_t i = 0;
+  while (deferred) {
+    inode *n = deferred;
+    deferred = n->next_dirty;
+    n->entry->attr.size = live[i].size;
+    n->entry->attr.mtime_ns = live[i].mtime_ns;
+    i++;
+    n->next_dirty = m->dirty_files; /* its directory is marked again when it is committed */
+    m->dirty_files = n;
+  }
+  free(live);
   if (rc < 0)
     cn_log("commit of namespace %s failed, changes are kept in memory: %s", m->id, cn_err());
   return rc;
 }
 
-static int commit_all(void)
+static int commit_all(int all)
 {
   int rc = 0;
   for (mount_ns *m = M.namespaces; m; m = m->next)
     if (m->ns->key.access == CN_ACCESS_WRITE && (m->dirty_files || m->ns->dirty)) {
-      int r = commit_ns(m);
+      int r = commit_ns(m, all);
       if (r < 0 && !rc)
         rc = r;
     }
@@ -812,7 +865,7 @@ static void *commit_timer(void *arg)
     until.tv_sec += M.commit_interval;
     pthread_cond_timedwait(&M.wake, &M.lock, &until);
     if (!M.stopping)
-      commit_all();
+      commit_all(0);
   }
   pthread_mutex_unlock(&M.lock);
   return NULL;
@@ -825,7 +878,7 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
   int rc = 0;
   if (n && n->mns && n->mns->ns->key.access == CN_ACCESS_WRITE &&
       (n->mns->dirty_files || n->mns->ns->dirty))
-    rc = commit_ns(n->mns);
+    rc = commit_ns(n->mns, 1);
   pthread_mutex_unlock(&M.lock);
   fuse_reply_err(req, rc < 0 ? (-rc == ENOSPC ? ENOSPC : EIO) : 0);
 }
@@ -886,6 +939,7 @@ static void insert_new(fuse_req_t req, inode *p, cn_dir *d, size_t pos, cn_entry
   inode *n = entry_inode(p->mns, e);
   if (fi) {
     n->opens++;
+    n->writers += (fi->flags & O_ACCMODE) != O_RDONLY;
     struct fuse_entry_param ep = {0};
     n->nlookup++;
     ep.ino = n->ino;
@@ -1144,9 +1198,10 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
       if (ftruncate(n->staging_fd, attr->st_size) < 0)
         rc = -errno;
       else {
-        a->size = (uint64_t)attr->st_size;
+        uint64_t old = a->size, new_size = (uint64_t)attr->st_size;
+        a->size = new_size;
         a->mtime_ns = now;
-        mark_file_dirty(n);
+        mark_file_dirty(n, old < new_size ? old : new_size, old > new_size ? old : new_size);
       }
     }
   }
@@ -1192,6 +1247,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     rc = -EROFS;
   if (!rc) {
     n->opens++;
+    n->writers += (fi->flags & O_ACCMODE) != O_RDONLY;
     /* committed content never changes under an inode, so the page cache can keep it */
     fi->keep_cache = n->staging_fd < 0 && !n->dirty;
   }
@@ -1208,6 +1264,8 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
   inode *n = find_inode(ino);
   if (n && n->opens) {
     n->opens--;
+    if ((fi->flags & O_ACCMODE) != O_RDONLY && n->writers)
+      n->writers--;
     if (!n->opens && !n->dirty && n->staging_fd >= 0) {
       close(n->staging_fd);
       n->staging_fd = -1;
@@ -1479,7 +1537,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 static void op_destroy(void *userdata)
 {
   pthread_mutex_lock(&M.lock);
-  commit_all();
+  commit_all(1);
   pthread_mutex_unlock(&M.lock);
 }
 
@@ -1614,7 +1672,7 @@ int cn_mount(const char *home, const cn_mount_opts *opts)
   fuse_remove_signal_handlers(se);
   fuse_session_destroy(se); /* runs destroy: the last commit */
   pthread_mutex_lock(&M.lock);
-  commit_all();
+  commit_all(1);
   detach_all();
   pthread_mutex_unlock(&M.lock);
   cn_store_close(M.store);

@@ -7,12 +7,20 @@ SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/cairn-test.XXXXXX")
 BG_PIDS=""
 
 MOUNTS=""
+SUMMARY_DONE=0
 
 cleanup() {
+  local status=$?
   for m in $MOUNTS; do fusermount3 -u -z "$m" 2>/dev/null; done
   for p in $BG_PIDS; do kill -9 "$p" 2>/dev/null; done
   for m in $MOUNTS; do fusermount3 -u -z "$m" 2>/dev/null; done
   rm -rf "$SCRATCH"
+  if [ "$SUMMARY_DONE" = 0 ]; then
+    # a script that stops early must not pass for one that ran every check
+    echo "FAIL - the test script ended before its summary (exit $status)"
+    echo "$PASSED passed, $((FAILED + 1)) failed"
+    exit 1
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -43,6 +51,7 @@ stderr_has() {
 }
 
 summary() {
+  SUMMARY_DONE=1
   echo "$PASSED passed, $FAILED failed"
   [ "$FAILED" -eq 0 ]
 }

@@ -92,6 +92,7 @@ with open('open1', 'w') as f: f.write('still here')
 fd = os.open('open1', os.O_RDONLY)
 os.unlink('open1')
 assert os.read(fd, 100) == b'still here'
+assert os.fstat(fd).st_nlink == 0
 os.close(fd)
 with open('open2', 'w') as f: f.write('old')
 with open('open3', 'w') as f: f.write('new')
@@ -133,10 +134,34 @@ touch -m -d '2001-02-03 04:05:06' f1; touch -a -d '2002-02-03 04:05:06' f1
 [ "$(stat -c %Y f1)" = "$(date -d '2001-02-03 04:05:06' +%s)" ] && [ "$(stat -c %X f1)" = "$(date -d '2002-02-03 04:05:06' +%s)" ] \
   && ok "utimens keeps mtime and atime apart" || not_ok "utimens"
 getfattr --absolute-names --only-values -n user.cairn.chunks "$S/cp/a/b/random.bin" 2>/dev/null | grep -qE '^[0-9]+$' && ok "user.cairn.chunks on a file" || not_ok "chunks xattr"
-python3 -c "import fcntl; f=open('f1'); fcntl.flock(f, fcntl.LOCK_EX); fcntl.lockf(f.fileno() if False else open('f1','r+'), fcntl.LOCK_EX)" \
-  && ok "flock and fcntl locks" || not_ok "locks"
+python3 - <<'PY' && ok "flock and fcntl locks exclude a second process" || not_ok "locks"
+import fcntl, os
+f = open('f1', 'r+')
+fcntl.flock(f, fcntl.LOCK_EX)
+fcntl.lockf(f, fcntl.LOCK_EX, 1, 0)
+pid = os.fork()
+if pid == 0:
+    g = open('f1', 'r+')
+    for lock in (lambda: fcntl.flock(g, fcntl.LOCK_EX | fcntl.LOCK_NB),
+                 lambda: fcntl.lockf(g, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)):
+        try:
+            lock(); os._exit(1)
+        except OSError:
+            pass
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+raise SystemExit(os.WEXITSTATUS(status))
+PY
 df "$S" > /dev/null && ok "statfs" || not_ok "statfs"
 cd "$SCRATCH" || exit 1
+
+# ---- a 2 GiB file, written and read back by checksum across a remount ----
+head -c 2G /dev/urandom | tee "$S/two-gib" | sha256sum > "$SCRATCH/two-gib.sum"
+cd "$SCRATCH" || exit 1
+unmount_fg "$M"; mount_fg "$M"
+[ "$(stat -c %s "$S/two-gib")" = 2147483648 ] && sha256sum < "$S/two-gib" | cmp -s - "$SCRATCH/two-gib.sum" \
+  && ok "a 2 GiB file reads back with the same SHA-256 after a remount" || not_ok "2 GiB file differs"
+rm -f "$S/two-gib"
 
 # ---- durability: fsync commits; umount commits; remount shows everything ----
 seq_before=$(seq_of)

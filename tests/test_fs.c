@@ -1,5 +1,5 @@
 /* Unit tests for fs/: files, directories, commits, caps and checks on a real store. */
-#include "fs/fs.h"
+#include "fs/internal.h" /* fs_file_rewrite is checked against a full re-chunk */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -356,6 +356,59 @@ START_TEST(check_finds_damage_and_rollback_is_refused)
 }
 END_TEST
 
+/* Re-chunking only around a change must give exactly what chunking the whole new file
+ * gives: same chunks, same content record. */
+static void assert_rewrite_matches(cn_ns *ns, const uint8_t *before, size_t before_len,
+                                   const uint8_t *after, size_t after_len, uint64_t lo, uint64_t hi)
+{
+  cn_entry old = {0};
+  int fd = data_fd(before, before_len);
+  ck_assert_int_eq(fs_file_write(ns, fd, &old.content, &old.attr.size), 0);
+  close(fd);
+  old.attr.type = CN_FILE;
+  old.name = "old";
+  cn_buf full = {0}, partial = {0};
+  uint64_t size;
+  fd = data_fd(after, after_len);
+  ck_assert_int_eq(fs_file_write(ns, fd, &full, &size), 0);
+  ck_assert_int_eq(fs_file_rewrite(ns, fd, after_len, &old, lo, hi, &partial), 0);
+  close(fd);
+  ck_assert_uint_eq(partial.len, full.len);
+  ck_assert_int_eq(memcmp(partial.p, full.p, full.len), 0);
+  cn_buf_free(&full);
+  cn_buf_free(&partial);
+  cn_buf_free(&old.content);
+}
+
+START_TEST(rewrite_equals_a_full_rechunk)
+{
+  size_t len = 12u << 20;
+  uint8_t *a = random_bytes(len, 21), *b = malloc(len + (4u << 20));
+  cn_ns *ns;
+  ck_assert_int_eq(cn_ns_open(store, &key, 1, &ns), 0);
+  /* overwrite in the middle */
+  memcpy(b, a, len);
+  memset(b + 5000000, 0x5a, 300);
+  assert_rewrite_matches(ns, a, len, b, len, 5000000, 5000300);
+  /* append */
+  memcpy(b, a, len);
+  memset(b + len, 0x11, 3u << 20);
+  assert_rewrite_matches(ns, a, len, b, len + (3u << 20), len, len + (3u << 20));
+  /* truncate */
+  assert_rewrite_matches(ns, a, len, a, 7000000, 7000000, len);
+  /* overwrite at the very start and from a small file to a big one */
+  memcpy(b, a, len);
+  b[0] ^= 1;
+  assert_rewrite_matches(ns, a, len, b, len, 0, 1);
+  assert_rewrite_matches(ns, a, 500, a, len, 500, len);
+  /* shrink below the inline limit */
+  assert_rewrite_matches(ns, a, len, a, 100, 100, len);
+  cn_ns_close(ns);
+  free(a);
+  free(b);
+}
+END_TEST
+
 int main(void)
 {
   if (cn_crypto_init() < 0)
@@ -369,6 +422,7 @@ int main(void)
   tcase_add_test(tc, metadata_is_kept);
   tcase_add_test(tc, large_directory_rewrites_only_its_path);
   tcase_add_test(tc, an_edit_rechunks_only_near_the_change);
+  tcase_add_test(tc, rewrite_equals_a_full_rechunk);
   tcase_add_test(tc, namespaces_never_share_ciphertext);
   tcase_add_test(tc, read_and_verify_caps);
   tcase_add_test(tc, check_finds_damage_and_rollback_is_refused);
