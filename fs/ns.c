@@ -142,6 +142,19 @@ static void default_root(cn_entry *root)
   root->attr.mtime_ns = root->attr.atime_ns = root->attr.ctime_ns = fs_now_ns();
 }
 
+static cn_ns *ns_alloc(cn_store *s, const cn_nskey *key)
+{
+  cn_ns *ns = calloc(1, sizeof *ns);
+  if (!ns)
+    abort();
+  ns->store = s;
+  ns->key = *key;
+  ns->lock_fd = -1;
+  if (key->access >= CN_ACCESS_READ)
+    cn_chunker_init(&ns->chunker, key->convergence);
+  return ns;
+}
+
 /* Loads commit id into ns: its seq, and (with a read key) its tree root. want_seq, when
  * non-zero, is the seq the commit must carry. */
 static int load_commit(cn_ns *ns, const uint8_t id[CN_ID_BYTES], uint64_t want_seq)
@@ -246,12 +259,7 @@ int cn_ns_open_at(cn_store *s, const cn_nskey *key, uint64_t seq, cn_ns **out)
     return rc;
   if (!q.found)
     return cn_fail(ENOENT, "this namespace has no commit with seq %llu", (unsigned long long)seq);
-  cn_ns *ns = calloc(1, sizeof *ns);
-  ns->store = s;
-  ns->key = *key;
-  ns->lock_fd = -1;
-  if (key->access >= CN_ACCESS_READ)
-    cn_chunker_init(&ns->chunker, key->convergence);
+  cn_ns *ns = ns_alloc(s, key);
   if ((rc = load_commit(ns, q.id, seq)) < 0) {
     cn_ns_close(ns);
     return rc;
@@ -266,12 +274,7 @@ int cn_ns_open(cn_store *s, const cn_nskey *key, int for_write, cn_ns **out)
   if (for_write && key->access != CN_ACCESS_WRITE)
     return cn_fail(EROFS, "this namespace is held by a %s-cap: writing needs its write-cap",
                    key->access == CN_ACCESS_READ ? "read" : "verify");
-  cn_ns *ns = calloc(1, sizeof *ns);
-  ns->store = s;
-  ns->key = *key;
-  ns->lock_fd = -1;
-  if (key->access >= CN_ACCESS_READ)
-    cn_chunker_init(&ns->chunker, key->convergence);
+  cn_ns *ns = ns_alloc(s, key);
   int rc = 0;
   if (for_write && (ns->lock_fd = cn_store_lock_ns(s, key->pk)) < 0)
     rc = ns->lock_fd;

@@ -424,28 +424,36 @@ static int import_tree(cn_ns *ns, const char *local, const char *path, int *bad)
   return rc;
 }
 
-static int cmd_put(int argc, char **argv)
+/* put and get: "[-r LOCALDIR] NS:/path", opening the store and the namespace. */
+static int open_transfer(int argc, char **argv, int for_write, const char **local, cn_store **s,
+                         cn_ns **ns, const char **path)
 {
   static const struct option opts[] = {{"recursive", required_argument, 0, 'r'}, {0, 0, 0, 0}};
-  const char *local = NULL;
   int c;
+  *local = NULL;
   while ((c = getopt_long(argc, argv, "r:", opts, NULL)) != -1) {
     if (c != 'r')
       return usage_error("unknown option");
-    local = optarg;
+    *local = optarg;
   }
   if (optind + 1 != argc)
     return usage_error("expected one NS:/path");
+  if (open_store(s))
+    return EXIT_FAIL;
+  int code = open_target(argv[optind], *s, for_write, ns, path);
+  if (code)
+    cn_store_close(*s);
+  return code;
+}
+
+static int cmd_put(int argc, char **argv)
+{
+  const char *local, *path;
   cn_store *s;
   cn_ns *ns;
-  const char *path;
-  if (open_store(&s))
-    return EXIT_FAIL;
-  int code = open_target(argv[optind], s, 1, &ns, &path);
-  if (code) {
-    cn_store_close(s);
+  int code = open_transfer(argc, argv, 1, &local, &s, &ns, &path);
+  if (code)
     return code;
-  }
   int bad = 0, rc = 0;
   if (local) {
     struct stat st;
@@ -577,26 +585,12 @@ static int export_tree(cn_ns *ns, const char *path, const char *local)
 
 static int cmd_get(int argc, char **argv)
 {
-  static const struct option opts[] = {{"recursive", required_argument, 0, 'r'}, {0, 0, 0, 0}};
-  const char *local = NULL;
-  int c;
-  while ((c = getopt_long(argc, argv, "r:", opts, NULL)) != -1) {
-    if (c != 'r')
-      return usage_error("unknown option");
-    local = optarg;
-  }
-  if (optind + 1 != argc)
-    return usage_error("expected one NS:/path");
+  const char *local, *path;
   cn_store *s;
   cn_ns *ns;
-  const char *path;
-  if (open_store(&s))
-    return EXIT_FAIL;
-  int code = open_target(argv[optind], s, 0, &ns, &path);
-  if (code) {
-    cn_store_close(s);
+  int code = open_transfer(argc, argv, 0, &local, &s, &ns, &path);
+  if (code)
     return code;
-  }
   int rc;
   if (local) {
     cn_attr a;
