@@ -69,9 +69,12 @@ dir_bindfs() { echo "$MNT"; }
 dir_gocryptfs() { echo "$MNT"; }
 dir_cryfs() { echo "$MNT"; }
 umount_fs() {
-  fusermount3 -u "$MNT"
-  for _ in $(seq 1 100); do mountpoint -q "$MNT" || break; sleep 0.1; done
-  sleep 0.5 # let the daemon finish its last commit and exit
+  if [ "$fs" = cairn ]; then
+    "$CAIRN" umount "$MNT" # returns once the daemon's last commit is done
+  else
+    fusermount3 -u "$MNT"
+    sleep 0.5 # let the daemon exit
+  fi
 }
 
 declare -A R

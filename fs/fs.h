@@ -76,5 +76,8 @@ typedef struct {
 /* Serves every namespace in home's keyring at mountpoint until it is unmounted. Writes
  * are committed on fsync, on the timer and at unmount. Returns 0 after a clean unmount. */
 int cn_mount(const char *home, const cn_mount_opts *opts);
+/* Where a mount's daemon keeps its pid ($CAIRN_HOME/run/<hash of the mount point>.pid),
+ * so `cairn umount` can wait until the last commit is done. */
+int cn_mount_pidfile(const char *home, const char *mountpoint, char *out, size_t cap);
 
 #endif

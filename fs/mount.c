@@ -1601,6 +1601,19 @@ static void detach_all(void)
     }
 }
 
+int cn_mount_pidfile(const char *home, const char *mountpoint, char *out, size_t cap)
+{
+  char real[4096];
+  if (!realpath(mountpoint, real))
+    return cn_fail(errno, "%s: %s", mountpoint, strerror(errno));
+  uint8_t h[32];
+  char hex[17];
+  cn_sha256(real, strlen(real), h);
+  cn_hex(h, 8, hex);
+  snprintf(out, cap, "%s/run/%s.pid", home, hex);
+  return 0;
+}
+
 int cn_mount(const char *home, const cn_mount_opts *opts)
 {
   /* check the home before daemonizing, so mistakes reach the terminal */
@@ -1640,6 +1653,18 @@ int cn_mount(const char *home, const cn_mount_opts *opts)
     }
   }
   cn_log("mounted %s at %s", home, opts->mountpoint);
+  char pidfile[4300] = "";
+  if (cn_mount_pidfile(home, opts->mountpoint, pidfile, sizeof pidfile) == 0) {
+    char dir[4200], line[32];
+    snprintf(dir, sizeof dir, "%s/run", home);
+    mkdir(dir, 0700);
+    FILE *f = fopen(pidfile, "we");
+    if (f) {
+      snprintf(line, sizeof line, "%d\n", (int)getpid());
+      fputs(line, f);
+      fclose(f);
+    }
+  }
 
   /* the store is opened after the fork: LMDB handles must not cross it */
   memset(&M, 0, sizeof M);
@@ -1677,5 +1702,7 @@ int cn_mount(const char *home, const cn_mount_opts *opts)
   pthread_mutex_unlock(&M.lock);
   cn_store_close(M.store);
   free(M.home);
+  if (pidfile[0])
+    unlink(pidfile); /* last: `cairn umount` waits for this process, not for the file */
   return rc;
 }

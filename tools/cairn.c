@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -878,13 +880,40 @@ static int cmd_mount(int argc, char **argv)
   return run_mount(&o);
 }
 
+/* Unmounts, then waits for the daemon to finish its last commit and exit: when umount
+ * returns, everything written is committed. */
 static int cmd_umount(int argc, char **argv)
 {
   if (argc != 2)
     return usage_error("expected one mount point");
-  /* fusermount3 works for the mounting user and for root alike */
-  execlp("fusermount3", "fusermount3", "-u", argv[1], (char *)NULL);
-  return fail(EXIT_FAIL, "cannot run fusermount3: %s", strerror(errno));
+  char pidfile[4300];
+  pid_t daemon_pid = 0;
+  if (cn_mount_pidfile(home, argv[1], pidfile, sizeof pidfile) == 0) {
+    FILE *f = fopen(pidfile, "re");
+    int pid;
+    if (f && fscanf(f, "%d", &pid) == 1)
+      daemon_pid = (pid_t)pid;
+    if (f)
+      fclose(f);
+  }
+  pid_t child = fork();
+  if (child == 0) {
+    /* fusermount3 works for the mounting user and for root alike */
+    execlp("fusermount3", "fusermount3", "-u", argv[1], (char *)NULL);
+    _exit(127);
+  }
+  int status = 0;
+  if (child < 0 || waitpid(child, &status, 0) < 0)
+    return fail(EXIT_FAIL, "cannot run fusermount3: %s", strerror(errno));
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    return fail(EXIT_FAIL, "fusermount3 -u %s failed%s", argv[1],
+                WIFEXITED(status) && WEXITSTATUS(status) == 127 ? " (is fuse3 installed?)" : "");
+  for (int waited = 0; daemon_pid > 0 && kill(daemon_pid, 0) == 0; waited++) {
+    if (waited == 20)
+      fprintf(stderr, "cairn: waiting for the last commit to finish...\n");
+    usleep(100 * 1000);
+  }
+  return EXIT_OK;
 }
 
 /* mount -t fuse.cairn and fstab call "cairn HOME MOUNTPOINT -o OPTIONS". */
