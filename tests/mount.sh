@@ -16,9 +16,13 @@ seq_of() { C ns ls | awk -v id="$ID" '$1 == id {print $4}'; }
 mkdir -p "$M"
 check "cairn mount (daemonized) returns with the mount live" sh -c "\"$CAIRN\" mount '$M' && mountpoint -q '$M'"
 MOUNTS="$MOUNTS $M"
+head -c 30000000 /dev/urandom > "$SCRATCH/before-umount"
+cp "$SCRATCH/before-umount" "$M/site/before-umount"
 check "cairn umount" C umount "$M"
-for _ in $(seq 1 50); do pgrep -f "cairn mount $M" >/dev/null || break; sleep 0.1; done
-! pgrep -f "cairn mount $M" >/dev/null && ok "the daemon exits after umount" || not_ok "daemon still running"
+! pgrep -f "cairn mount $M" >/dev/null && ok "the daemon has exited when cairn umount returns" || not_ok "daemon still running"
+C get site:/before-umount 2>/dev/null | cmp -s - "$SCRATCH/before-umount" \
+  && ok "... with everything written committed" || not_ok "data written before umount is not committed"
+C rm site:/before-umount
 
 mount_fg "$M" || { summary; exit 1; }
 S="$M/site"
