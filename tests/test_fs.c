@@ -409,6 +409,38 @@ START_TEST(rewrite_equals_a_full_rechunk)
 }
 END_TEST
 
+static int count_history(uint64_t seq, int64_t time_ns, const uint8_t id[CN_ID_BYTES], void *ctx)
+{
+  uint64_t *expect = ctx;
+  ck_assert_uint_eq(seq, *expect); /* newest first, every seq once */
+  ck_assert_int_gt(time_ns, 0);
+  (*expect)--;
+  return 0;
+}
+
+START_TEST(history_and_snapshots)
+{
+  cn_ns *ns, *old;
+  ck_assert_int_eq(cn_ns_open(store, &key, 1, &ns), 0);
+  for (int v = 1; v <= 3; v++) {
+    char text[16];
+    snprintf(text, sizeof text, "version %d", v);
+    put_bytes(ns, "/f", (const uint8_t *)text, strlen(text));
+    ck_assert_int_eq(cn_ns_commit(ns), 0);
+  }
+  uint64_t expect = 3;
+  ck_assert_int_eq(cn_ns_history(ns, count_history, &expect), 0);
+  ck_assert_uint_eq(expect, 0);
+  cn_ns_close(ns);
+  ck_assert_int_eq(cn_ns_open_at(store, &key, 2, &old), 0);
+  ck_assert_uint_eq(cn_ns_seq(old), 2);
+  assert_content(old, "/f", (const uint8_t *)"version 2", 9);
+  ck_assert_int_eq(cn_ns_mkdir(old, "/x", NULL, 0), -EROFS); /* snapshots are read-only */
+  cn_ns_close(old);
+  ck_assert_int_eq(cn_ns_open_at(store, &key, 9, &old), -ENOENT);
+}
+END_TEST
+
 int main(void)
 {
   if (cn_crypto_init() < 0)
@@ -423,6 +455,7 @@ int main(void)
   tcase_add_test(tc, large_directory_rewrites_only_its_path);
   tcase_add_test(tc, an_edit_rechunks_only_near_the_change);
   tcase_add_test(tc, rewrite_equals_a_full_rechunk);
+  tcase_add_test(tc, history_and_snapshots);
   tcase_add_test(tc, namespaces_never_share_ciphertext);
   tcase_add_test(tc, read_and_verify_caps);
   tcase_add_test(tc, check_finds_damage_and_rollback_is_refused);
