@@ -36,6 +36,8 @@ int cn_store_put(cn_store *s, const uint8_t *data, size_t len, uint8_t id[CN_ID_
 /* Reads and verifies; *data is malloc'd. -ENOENT if absent, -EIO if corrupt. */
 int cn_store_get(cn_store *s, const uint8_t id[CN_ID_BYTES], uint8_t **data, size_t *len);
 int cn_store_has(cn_store *s, const uint8_t id[CN_ID_BYTES]);
+/* Asks the kernel to start reading a stored chunk in the background (readahead). */
+void cn_store_prefetch(cn_store *s, const uint8_t id[CN_ID_BYTES]);
 /* 0, -ENOENT or -EIO, without keeping the bytes. */
 int cn_store_verify(cn_store *s, const uint8_t id[CN_ID_BYTES]);
 /* Makes every staged chunk durable, then visible. */

@@ -35,7 +35,14 @@
 
 #define DEFAULT_COMMIT_INTERVAL 5
 #define INODE_BUCKETS (1u << 18)
-#define ATTR_TIMEOUT 1.0
+/* Every change to a namespace goes through this mount (the writer lock keeps other
+ * processes out, snapshots never change), so the kernel may cache names and attributes. */
+#define ATTR_TIMEOUT 3600.0
+/* At most this many threads push decrypted chunks into the page cache at once, so that
+ * the others stay free to answer the reads those pushes may wait for. */
+#define MAX_CACHE_PUSHES 4
+/* Chunk files read ahead (by the kernel, in the background) during sequential reads. */
+#define READAHEAD_CHUNKS 8
 #define MOUNT_BLKSIZE 131072
 /* The timer leaves files that are open for writing out of its commits (they are committed
  * at fsync, close-then-timer or unmount) unless they have been dirty this long. */
@@ -72,6 +79,7 @@ struct inode {
   int have_extents;
   uint8_t *cache;     /* the last chunk decrypted for reading */
   size_t cache_len, cache_index;
+  uint64_t read_gen;  /* bumped whenever extents or cache are dropped */
   inode *next_hash;
 };
 
@@ -99,6 +107,8 @@ static struct {
   pthread_t timer;
   pthread_cond_t wake;
   int stopping;
+  struct fuse_session *se;
+  int pushes; /* threads in fuse_lowlevel_notify_store (under lock) */
 } M;
 
 /* ---- inodes ---- */
@@ -139,6 +149,7 @@ static inode *entry_inode(mount_ns *mns, cn_entry *e)
 
 static void drop_read_state(inode *n)
 {
+  n->read_gen++;
   free(n->extents);
   n->extents = NULL;
   n->n_extents = 0;
@@ -652,7 +663,13 @@ static int ensure_staging(inode *n, uint64_t keep_bytes)
 }
 
 /* Reads from a file's chunks: locate each chunk, verify and decrypt it (cached), copy. */
-static int read_chunks(inode *n, uint8_t *out, size_t size, uint64_t off, size_t *got)
+/* Reads from a file's chunks; called and returns with M.lock held. A chunk that must be
+ * fetched is verified and decrypted with the lock released, so reads run in parallel;
+ * -EAGAIN means the file changed meanwhile and the read must start over. When a chunk
+ * was decrypted, *fresh gets a copy (at *fresh_off) for the caller to give to the page
+ * cache. */
+static int read_chunks(inode *n, uint8_t *out, size_t size, uint64_t off, size_t *got,
+                       uint8_t **fresh, size_t *fresh_len, uint64_t *fresh_off)
 {
   cn_entry *e = n->entry;
   *got = 0;
@@ -682,23 +699,44 @@ static int read_chunks(inode *n, uint8_t *out, size_t size, uint64_t off, size_t
       else
         hi = mid;
     }
-    cn_extent *x = &n->extents[lo];
+    cn_extent x = n->extents[lo];
     if (!n->cache || n->cache_index != lo) {
-      free(n->cache);
-      n->cache = NULL;
+      uint64_t gen = n->read_gen;
+      uint8_t *plain;
       size_t len;
-      int rc = fs_get_object(n->mns->ns, x->ref.id, x->ref.key, &n->cache, &len);
+      /* reading on from the previous chunk: have the next few read from disk meanwhile */
+      size_t ahead = n->cache && n->cache_index + 1 == lo ? READAHEAD_CHUNKS : 0;
+      uint8_t next[READAHEAD_CHUNKS][CN_ID_BYTES];
+      for (size_t i = 0; i < ahead && lo + 1 + i < n->n_extents; i++)
+        memcpy(next[i], n->extents[lo + 1 + i].ref.id, CN_ID_BYTES);
+      if (lo + 1 + ahead > n->n_extents)
+        ahead = n->n_extents - lo - 1;
+      pthread_mutex_unlock(&M.lock);
+      for (size_t i = 0; i < ahead; i++)
+        cn_store_prefetch(M.store, next[i]);
+      int rc = fs_get_object(n->mns->ns, x.ref.id, x.ref.key, &plain, &len);
+      pthread_mutex_lock(&M.lock);
       if (rc < 0)
         return rc;
-      if (len != x->ref.len) {
-        free(n->cache);
-        n->cache = NULL;
+      if (len != x.ref.len) {
+        free(plain);
         return cn_fail(EIO, "chunk has the wrong length");
       }
+      if (n->read_gen != gen) {
+        free(plain);
+        return -EAGAIN;
+      }
+      if (fresh && !*fresh && (*fresh = malloc(len))) {
+        memcpy(*fresh, plain, len);
+        *fresh_len = len;
+        *fresh_off = x.offset;
+      }
+      free(n->cache);
+      n->cache = plain;
       n->cache_len = len;
       n->cache_index = lo;
     }
-    size_t in_chunk = (size_t)(pos - x->offset);
+    size_t in_chunk = (size_t)(pos - x.offset);
     size_t take = n->cache_len - in_chunk;
     if (take > size - *got)
       take = size - *got;
@@ -710,28 +748,50 @@ static int read_chunks(inode *n, uint8_t *out, size_t size, uint64_t off, size_t
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
-  uint8_t *buf = malloc(size ? size : 1);
-  size_t got = 0;
-  int rc = 0;
+  uint8_t *buf = malloc(size ? size : 1), *fresh = NULL;
+  size_t got = 0, fresh_len = 0;
+  uint64_t fresh_off = 0;
+  int rc = 0, push = 0;
   pthread_mutex_lock(&M.lock);
-  inode *n = find_inode(ino);
-  if (!n || n->kind != I_ENTRY) {
-    rc = -EISDIR;
-  } else if (n->staging_fd >= 0) {
-    ssize_t r = pread(n->staging_fd, buf, size, off);
-    if (r < 0)
-      rc = -errno;
-    else
-      got = (size_t)r;
-  } else {
-    rc = read_chunks(n, buf, size, (uint64_t)off, &got);
-  }
+  do {
+    inode *n = find_inode(ino);
+    rc = 0;
+    if (!n || n->kind != I_ENTRY) {
+      rc = -EISDIR;
+    } else if (n->staging_fd >= 0) {
+      ssize_t r = pread(n->staging_fd, buf, size, off);
+      if (r < 0)
+        rc = -errno;
+      else
+        got = (size_t)r;
+    } else {
+      int may_push = M.pushes < MAX_CACHE_PUSHES;
+      free(fresh);
+      fresh = NULL;
+      rc = read_chunks(n, buf, size, (uint64_t)off, &got, may_push ? &fresh : NULL, &fresh_len,
+                       &fresh_off);
+    }
+  } while (rc == -EAGAIN);
+  push = rc == 0 && fresh && M.pushes < MAX_CACHE_PUSHES;
+  M.pushes += push;
   pthread_mutex_unlock(&M.lock);
   if (rc < 0)
     fuse_reply_err(req, -rc == EIO || -rc == EBADMSG ? EIO : -rc);
   else
     fuse_reply_buf(req, (const char *)buf, got);
   free(buf);
+  if (push) {
+    /* a chunk is decrypted whole anyway: give the kernel all of it, so the next reads in
+     * it (random 4 KiB reads included) never come back here. After the reply, so the
+     * pages this read locked are free again. */
+    struct fuse_bufvec bv = FUSE_BUFVEC_INIT(fresh_len);
+    bv.buf[0].mem = fresh;
+    fuse_lowlevel_notify_store(M.se, ino, (off_t)fresh_off, &bv, 0);
+    pthread_mutex_lock(&M.lock);
+    M.pushes--;
+    pthread_mutex_unlock(&M.lock);
+  }
+  free(fresh);
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t off,
@@ -1677,6 +1737,7 @@ int cn_mount(const char *home, const cn_mount_opts *opts)
   M.root.staging_fd = -1;
   M.started_ns = fs_now_ns();
   M.commit_interval = opts->commit_interval_s > 0 ? opts->commit_interval_s : DEFAULT_COMMIT_INTERVAL;
+  M.se = se;
   rc = cn_store_open(home, &M.store);
   if (rc == 0) {
     attach_keyring();
