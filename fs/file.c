@@ -6,6 +6,7 @@
  */
 #include "fs/internal.h"
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -196,47 +197,98 @@ static size_t old_boundary(const cn_extent *old, size_t n_old, uint64_t pos)
   return 0;
 }
 
+/* Sealing (hashing, compressing, encrypting, storing) is most of the cost of writing, and
+ * chunks are independent once cut: they are cut in batches and sealed by two threads. */
+#define BATCH_CHUNKS 8
+#define BATCH_WINDOW (BATCH_CHUNKS * CN_CHUNK_MAX)
+
+typedef struct {
+  cn_ns *ns;
+  size_t n;
+  const uint8_t *data[BATCH_CHUNKS];
+  size_t len[BATCH_CHUNKS], sealed_len[BATCH_CHUNKS];
+  cn_ref ref[BATCH_CHUNKS];
+  int rc[BATCH_CHUNKS];
+} seal_batch;
+
+static void seal_every_other(seal_batch *b, size_t first)
+{
+  for (size_t i = first; i < b->n; i += 2)
+    b->rc[i] = fs_seal_store(b->ns, b->data[i], b->len[i], &b->ref[i], &b->sealed_len[i]);
+}
+
+static void *seal_odd_chunks(void *arg)
+{
+  seal_every_other(arg, 1);
+  return NULL;
+}
+
+static void seal_in_parallel(seal_batch *b)
+{
+  pthread_t helper;
+  int threaded = b->n > 1 && pthread_create(&helper, NULL, seal_odd_chunks, b) == 0;
+  seal_every_other(b, 0);
+  if (threaded)
+    pthread_join(helper, NULL);
+  else
+    seal_every_other(b, 1);
+}
+
 /* Chunks src into refs. Past byte `resync_after`, a cut that lands where an old chunk
  * starts means the rest is unchanged: the old chunks from there on are reused. */
 static int chunk_source(cn_ns *ns, byte_source *src, uint64_t pos, ref_list *refs,
                         const cn_extent *old, size_t n_old, uint64_t resync_after, uint64_t *size)
 {
-  uint8_t *buf = malloc(CN_CHUNK_MAX);
+  uint8_t *buf = malloc(BATCH_WINDOW);
+  seal_batch *b = malloc(sizeof *b);
   size_t have = 0;
-  int eof = 0, rc = 0;
-  if (!buf)
+  int eof = 0, rc = 0, resynced = 0;
+  if (!buf || !b)
     abort();
-  for (;;) {
+  b->ns = ns;
+  while (!rc && !resynced) {
     size_t got = 0;
-    if (!eof && (rc = source_fill(src, buf + have, CN_CHUNK_MAX - have, &got, &eof)) < 0)
+    if (!eof && (rc = source_fill(src, buf + have, BATCH_WINDOW - have, &got, &eof)) < 0)
       break;
     have += got;
     if (have == 0)
       break;
-    size_t cut = cn_chunker_cut(&ns->chunker, buf, have, eof);
-    cn_ref *ref = ref_push(refs);
-    if ((rc = fs_put_object(ns, buf, cut, ref)) < 0) {
-      refs->n--;
-      break;
+    /* cut while a whole chunk's worth is buffered (or the data has ended) */
+    size_t consumed = 0;
+    b->n = 0;
+    while (b->n < BATCH_CHUNKS && consumed < have && (eof || have - consumed >= CN_CHUNK_MAX)) {
+      size_t cut = cn_chunker_cut(&ns->chunker, buf + consumed, have - consumed, eof);
+      b->data[b->n] = buf + consumed;
+      b->len[b->n++] = cut;
+      consumed += cut;
     }
-    ref->len = cut;
-    pos += cut;
-    memmove(buf, buf + cut, have - cut);
-    have -= cut;
-    if (ns->staged_bytes >= FLUSH_EVERY) {
+    seal_in_parallel(b);
+    for (size_t i = 0; i < b->n && !rc && !resynced; i++) {
+      if ((rc = b->rc[i]) < 0)
+        break;
+      cn_ref *ref = ref_push(refs);
+      *ref = b->ref[i];
+      ref->len = b->len[i];
+      fs_note_chunk(ns, ref->id, b->sealed_len[i]);
+      pos += b->len[i];
+      size_t same = pos > resync_after && n_old ? old_boundary(old, n_old, pos) : 0;
+      if (same) {
+        for (size_t j = same; j < n_old; j++) {
+          *ref_push(refs) = old[j].ref;
+          pos += old[j].ref.len;
+        }
+        resynced = 1;
+      }
+    }
+    memmove(buf, buf + consumed, have - consumed);
+    have -= consumed;
+    if (!rc && ns->staged_bytes >= FLUSH_EVERY) {
       if ((rc = cn_store_flush(ns->store)) < 0)
         break;
       ns->staged_bytes = 0;
     }
-    size_t same = pos > resync_after && n_old ? old_boundary(old, n_old, pos) : 0;
-    if (same) {
-      for (size_t i = same; i < n_old; i++) {
-        *ref_push(refs) = old[i].ref;
-        pos += old[i].ref.len;
-      }
-      break;
-    }
   }
+  free(b);
   free(buf);
   *size = pos;
   return rc;

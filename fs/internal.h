@@ -55,6 +55,9 @@ struct cn_ns {
 
 /* objects */
 int fs_put_object(cn_ns *ns, const void *plain, size_t len, cn_ref *ref);
+/* The thread-safe part of fs_put_object: seal and store, without noting the chunk for
+ * the next commit (the caller does that with fs_note_chunk). */
+int fs_seal_store(cn_ns *ns, const void *plain, size_t len, cn_ref *ref, size_t *sealed_len);
 int fs_get_object(cn_ns *ns, const uint8_t id[CN_ID_BYTES], const uint8_t key[CN_KEY_BYTES],
                   uint8_t **plain, size_t *len);
 int fs_note_chunk(cn_ns *ns, const uint8_t id[CN_ID_BYTES], size_t len);

@@ -41,18 +41,22 @@ int fs_note_chunk(cn_ns *ns, const uint8_t id[CN_ID_BYTES], size_t len)
   return 0;
 }
 
-int fs_put_object(cn_ns *ns, const void *plain, size_t len, cn_ref *ref)
+int fs_seal_store(cn_ns *ns, const void *plain, size_t len, cn_ref *ref, size_t *sealed_len)
 {
   uint8_t *sealed = malloc(cn_seal_bound(len));
-  size_t sealed_len;
   if (!sealed)
     abort();
-  cn_seal(ns->key.convergence, plain, len, sealed, &sealed_len, ref->key);
-  int rc = cn_store_put(ns->store, sealed, sealed_len, ref->id);
+  cn_seal(ns->key.convergence, plain, len, sealed, sealed_len, ref->key);
+  int rc = cn_store_put(ns->store, sealed, *sealed_len, ref->id);
   free(sealed);
-  if (rc < 0)
-    return rc;
-  return fs_note_chunk(ns, ref->id, sealed_len);
+  return rc;
+}
+
+int fs_put_object(cn_ns *ns, const void *plain, size_t len, cn_ref *ref)
+{
+  size_t sealed_len;
+  int rc = fs_seal_store(ns, plain, len, ref, &sealed_len);
+  return rc < 0 ? rc : fs_note_chunk(ns, ref->id, sealed_len);
 }
 
 int fs_get_object(cn_ns *ns, const uint8_t id[CN_ID_BYTES], const uint8_t key[CN_KEY_BYTES],
