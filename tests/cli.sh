@@ -155,9 +155,10 @@ expect_exit 0 "check is clean after repair" C check --all
 # ---- crash safety: SIGKILL during a large put, at several moments ----
 head -c 150000000 /dev/urandom > "$SCRATCH/large.bin"
 for delay in 0.2 0.7 1.5; do
-  C put site:/large.bin < "$SCRATCH/large.bin" 2>/dev/null & pid=$!
+  "$CAIRN" put site:/large.bin < "$SCRATCH/large.bin" 2>/dev/null & pid=$!  # $! must be cairn itself
   BG_PIDS="$BG_PIDS $pid"
   sleep "$delay"; kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+  ! kill -0 "$pid" 2>/dev/null && ok "the put was killed at ${delay}s" || not_ok "the put survived kill -9"
   expect_exit 0 "check is clean after kill -9 at ${delay}s" C check --all
 done
 check "re-running the put completes" sh -c "\"$CAIRN\" put site:/large.bin < '$SCRATCH/large.bin'"

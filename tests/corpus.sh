@@ -80,9 +80,10 @@ rm -rf "$SCRATCH/out"
 
 # kill -9 during put -r, at a few moments; the store must stay consistent
 for delay in 0.3 0.8; do
-  C put -r "$CORPUS" "lib:/killed-$delay" 2>/dev/null & pid=$!
+  "$CAIRN" put -r "$CORPUS" "lib:/killed-$delay" 2>/dev/null & pid=$!  # $! must be cairn itself
   BG_PIDS="$BG_PIDS $pid"
   sleep "$delay"; kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+  ! kill -0 "$pid" 2>/dev/null && ok "the put was killed at ${delay}s" || not_ok "the put survived kill -9"
   expect_exit 0 "check --all clean after kill -9 at ${delay}s into put -r" C check --all
 done
 check "a re-run put -r completes" C put -r "$CORPUS" lib:/killed-0.8

@@ -1,6 +1,6 @@
 /* Unit tests for acl/: the keyring. */
 #include "acl/acl.h"
-#include <check.h>
+#include "check_main.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,9 +143,5 @@ int main(void)
   tcase_add_test(tc, adding_keeps_the_highest_access);
   tcase_add_test(tc, malformed_keyring_is_reported);
   suite_add_tcase(suite, tc);
-  SRunner *sr = srunner_create(suite);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return run_suite(suite);
 }

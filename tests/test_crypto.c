@@ -8,7 +8,7 @@
  * (which would silently break deduplication or old cap strings) fails here.
  */
 #include "crypto/crypto.h"
-#include <check.h>
+#include "check_main.h"
 #include <errno.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -1712,9 +1712,5 @@ int main(void)
     fprintf(stderr, "cn_crypto_init: %s\n", cn_err());
     return 1;
   }
-  SRunner *sr = srunner_create(crypto_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? 0 : 1;
+  return run_suite(crypto_suite());
 }

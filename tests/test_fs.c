@@ -1,6 +1,6 @@
 /* Unit tests for fs/: files, directories, commits, caps and checks on a real store. */
 #include "fs/internal.h" /* fs_file_rewrite is checked against a full re-chunk */
-#include <check.h>
+#include "check_main.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -460,9 +460,5 @@ int main(void)
   tcase_add_test(tc, read_and_verify_caps);
   tcase_add_test(tc, check_finds_damage_and_rollback_is_refused);
   suite_add_tcase(suite, tc);
-  SRunner *sr = srunner_create(suite);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return run_suite(suite);
 }

@@ -1,6 +1,6 @@
 /* Unit tests for dht/: the local chunk store and its index. */
 #include "dht/dht.h"
-#include <check.h>
+#include "check_main.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -301,9 +301,5 @@ int main(void)
   tcase_add_test(tc, listed_chunks_are_filtered_atomically_with_the_root);
   tcase_add_test(tc, namespace_lock_excludes_other_holders);
   suite_add_tcase(suite, tc);
-  SRunner *sr = srunner_create(suite);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return run_suite(suite);
 }
