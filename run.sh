@@ -56,7 +56,7 @@ case "${1:-}" in
     echo "== mounted at $mnt (namespace 'demo'; write-cap in $CAIRN_HOME/demo.writecap)"
     cp -r "$top/docs" "$mnt/demo/"
     cp "$top/README.md" "$mnt/demo/"
-    ls -l "$mnt" "$mnt/demo" "$mnt/demo/docs"
+    ls -l "$mnt" "$mnt/demo/" "$mnt/demo/docs"
     echo "== read-cap to share: $(getfattr --absolute-names --only-values -n user.cairn.readcap "$mnt/demo/")"
     cmp "$mnt/demo/README.md" "$top/README.md" && echo "== README.md reads back byte for byte"
     echo "== cairn stays mounted at $mnt; 'build/tools/cairn umount $mnt' (with CAIRN_HOME=$CAIRN_HOME) to stop"
