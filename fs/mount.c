@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
@@ -43,6 +44,9 @@
 #define MAX_CACHE_PUSHES 4
 /* Chunk files read ahead (by the kernel, in the background) during sequential reads. */
 #define READAHEAD_CHUNKS 8
+/* Staging starts in memory (memfd: no file system inode to allocate and free for each of
+ * thousands of small files) and moves to $CAIRN_HOME/tmp when a file grows past this. */
+#define MEM_STAGING_MAX (16u << 20)
 #define MOUNT_BLKSIZE 131072
 /* The timer leaves files that are open for writing out of its commits (they are committed
  * at fsync, close-then-timer or unmount) unless they have been dirty this long. */
@@ -68,6 +72,7 @@ struct inode {
   int detached;      /* unlinked: this inode owns entry */
   char *link_target; /* I_LINK */
   int staging_fd;    /* -1 when the file's chunks are current */
+  int staging_on_disk; /* staging moved from memory to $CAIRN_HOME/tmp */
   int dirty;         /* staging holds data not yet committed */
   uint64_t changed_lo, changed_hi; /* byte range changed since the entry's content was made */
   unsigned writers;   /* open handles that can write */
@@ -637,11 +642,17 @@ static int ensure_staging(inode *n, uint64_t keep_bytes)
 {
   if (n->staging_fd >= 0)
     return 0;
-  char dir[4200];
-  snprintf(dir, sizeof dir, "%s/tmp", M.home);
-  int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  int on_disk = n->entry->attr.size > MEM_STAGING_MAX;
+  int fd;
+  if (on_disk) {
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/tmp", M.home);
+    fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  } else {
+    fd = memfd_create("cairn-staging", MFD_CLOEXEC);
+  }
   if (fd < 0)
-    return cn_fail(errno, "cannot create a staging file in %s: %s", dir, strerror(errno));
+    return cn_fail(errno, "cannot create a staging file: %s", strerror(errno));
   int rc = 0;
   if (keep_bytes > 0 && n->entry->attr.size > 0) {
     const uint8_t *inl = fs_file_inline(n->entry);
@@ -655,6 +666,7 @@ static int ensure_staging(inode *n, uint64_t keep_bytes)
     return rc;
   }
   n->staging_fd = fd;
+  n->staging_on_disk = on_disk;
   n->changed_lo = UINT64_MAX;
   n->changed_hi = 0;
   n->committed = n->entry->attr;
@@ -662,7 +674,44 @@ static int ensure_staging(inode *n, uint64_t keep_bytes)
   return 0;
 }
 
-/* Reads from a file's chunks: locate each chunk, verify and decrypt it (cached), copy. */
+/* Moves a growing file's staging from memory to disk before it passes MEM_STAGING_MAX. */
+static int staging_room(inode *n, uint64_t end)
+{
+  if (n->staging_on_disk || end <= MEM_STAGING_MAX)
+    return 0;
+  char dir[4200];
+  snprintf(dir, sizeof dir, "%s/tmp", M.home);
+  int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return cn_fail(errno, "cannot create a staging file in %s: %s", dir, strerror(errno));
+  struct stat st;
+  int rc = fstat(n->staging_fd, &st) < 0 ? -errno : 0;
+  /* at most MEM_STAGING_MAX bytes, memory to disk: a plain copy (copy_file_range does not
+   * cross file systems on every kernel) */
+  uint8_t *buf = rc ? NULL : malloc(1u << 20);
+  for (off_t at = 0; !rc && at < st.st_size;) {
+    ssize_t got = pread(n->staging_fd, buf, 1u << 20, at);
+    if (got < 0)
+      rc = -errno;
+    else if (got == 0)
+      rc = -EIO; /* shorter than fstat said */
+    else if (pwrite(fd, buf, (size_t)got, at) != got)
+      rc = -EIO;
+    at += got > 0 ? got : 0;
+  }
+  free(buf);
+  if (!rc && ftruncate(fd, st.st_size) < 0) /* keeps a trailing hole */
+    rc = -errno;
+  if (rc < 0) {
+    close(fd);
+    return cn_fail(-rc, "cannot move staging to disk: %s", strerror(-rc));
+  }
+  close(n->staging_fd);
+  n->staging_fd = fd;
+  n->staging_on_disk = 1;
+  return 0;
+}
+
 /* Reads from a file's chunks; called and returns with M.lock held. A chunk that must be
  * fetched is verified and decrypted with the lock released, so reads run in parallel;
  * -EAGAIN means the file changed meanwhile and the read must start over. When a chunk
@@ -802,6 +851,8 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
   int rc = !n || n->kind != I_ENTRY ? -EISDIR : fs_need_write(n->mns->ns);
   if (!rc)
     rc = ensure_staging(n, n->entry->attr.size);
+  if (!rc)
+    rc = staging_room(n, (uint64_t)off + size);
   ssize_t w = 0;
   if (!rc) {
     w = pwrite(n->staging_fd, data, size, off);
@@ -1254,7 +1305,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
       rc = -EISDIR;
     else if (a->type != CN_FILE)
       rc = -EINVAL;
-    else if (!(rc = ensure_staging(n, (uint64_t)attr->st_size < a->size ? (uint64_t)attr->st_size : a->size))) {
+    else if (!(rc = ensure_staging(n, (uint64_t)attr->st_size < a->size ? (uint64_t)attr->st_size : a->size)) &&
+             !(rc = staging_room(n, (uint64_t)attr->st_size))) {
       if (ftruncate(n->staging_fd, attr->st_size) < 0)
         rc = -errno;
       else {
