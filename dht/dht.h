@@ -1,8 +1,9 @@
 /*
- * dht/ — the content store. Today: the local store under $CAIRN_HOME (chunk files named by
- * chunk ID in a two-level fan-out, an LMDB index of signed roots, seq high-water marks and
- * which chunks a commit has listed, the node's identity). The peer network (libtorrent)
- * joins this layer later behind the same header.
+ * dht/ — the content store: the local store under $CAIRN_HOME (chunk files named by chunk
+ * ID in a two-level fan-out, an LMDB index of signed roots, seq high-water marks and which
+ * chunks a commit has listed, the node's identity), packs (BitTorrent v2 torrents over
+ * stored chunks), and the peer network (a node: libtorrent's DHT for signed roots,
+ * BitTorrent for chunks; see cn_node below).
  *
  * Promises: a chunk is visible under its name only once complete and durable; every read
  * re-verifies the chunk ID and a mismatch is -EIO plus one log line naming the chunk;
@@ -70,5 +71,89 @@ int cn_store_root_put(cn_store *s, const uint8_t pk[CN_PK_BYTES], const cn_root 
                       const uint8_t (*listed)[CN_ID_BYTES], size_t n_listed);
 /* Compacts ids to those no accepted commit has listed yet; returns how many remain. */
 size_t cn_store_filter_unlisted(cn_store *s, uint8_t (*ids)[CN_ID_BYTES], size_t n);
+
+/* ---- signed root values and packs ---- */
+
+/* The value a signed root carries: the commit it names and the packs (v2 torrents, by
+ * info-hash) that together hold every object the namespace's commits listed. */
+#define CN_PACKS_MAX 28
+typedef struct {
+  uint8_t commit[CN_ID_BYTES];
+  size_t n_packs;
+  uint8_t packs[CN_PACKS_MAX][CN_ID_BYTES];
+} cn_root_value;
+/* Accepts value versions 1 (commit only, no packs) and 2; -EBADMSG otherwise. */
+int cn_root_value_parse(const uint8_t *value, size_t len, cn_root_value *out);
+/* Encodes as version 2 into root->value / value_len. */
+void cn_root_value_build(const cn_root_value *v, cn_root *root);
+
+/* Makes a pack of stored objects (durable ones: flush first), writes its torrent to
+ * packs/<ih hex>.torrent, appends it to v->packs and merges the newest packs while the one
+ * before is at most twice as big, so a namespace keeps O(log n) packs. */
+int cn_store_pack_add(cn_store *s, cn_root_value *v, const uint8_t (*ids)[CN_ID_BYTES], size_t n);
+/* Reads packs/<ih hex>.torrent; -ENOENT when this node does not have it. */
+int cn_store_pack_torrent(cn_store *s, const uint8_t ih[CN_ID_BYTES], uint8_t **data, size_t *len);
+/* Calls fn for every object of a pack whose torrent this node has. */
+int cn_store_pack_foreach(cn_store *s, const uint8_t ih[CN_ID_BYTES],
+                          int (*fn)(const uint8_t id[CN_ID_BYTES], uint64_t size, void *ctx), void *ctx);
+
+/* ---- the peer network ---- */
+
+/* When a chunk is not in the store, cn_store_get asks this hook (installed by a running
+ * node) to fetch it from peers; 0 means it is stored now. */
+typedef int (*cn_store_fetch_fn)(const uint8_t id[CN_ID_BYTES], int prefetch_only, void *ctx);
+void cn_store_set_fetcher(cn_store *s, cn_store_fetch_fn fn, void *ctx);
+/* Called after every root this store accepts (local commit or peer), outside locks. */
+typedef void (*cn_store_root_fn)(const uint8_t pk[CN_PK_BYTES], uint64_t seq, void *ctx);
+void cn_store_set_root_listener(cn_store *s, cn_store_root_fn fn, void *ctx);
+
+/* Known peers, persisted in $CAIRN_HOME/peers as "host:port" lines. */
+int cn_peers_add(cn_store *s, const char *hostport);
+/* Calls fn for each; stops on a non-zero return. */
+int cn_peers_foreach(cn_store *s, int (*fn)(const char *host, int port, void *ctx), void *ctx);
+/* Splits "host:port" ("[v6]:port" too); -EINVAL with a reason otherwise. */
+int cn_parse_hostport(const char *s, char *host, size_t host_len, int *port);
+/* The node's configured listen address from $CAIRN_HOME/config ("listen HOST:PORT"), or
+ * the default "0.0.0.0:0". set_listen persists one. */
+int cn_config_listen(cn_store *s, char *out, size_t len);
+int cn_config_set_listen(cn_store *s, const char *hostport);
+
+typedef struct cn_node cn_node;
+
+/* How a node treats a namespace. */
+enum cn_follow {
+  CN_FOLLOW_READ,  /* resolve its root, fetch objects when they are read */
+  CN_FOLLOW_HOST,  /* also fetch every pack, seed it, re-publish the root */
+};
+
+/* Starts the node: a libtorrent session on listen ("HOST:PORT"), bootstraps from the
+ * persisted peers, seeds every pack it holds, and installs the store's fetch hook. It
+ * serves a control socket at run/node.sock for `cairn status` / `sync` / `peers`. */
+int cn_node_start(cn_store *s, const char *listen, cn_node **out);
+void cn_node_stop(cn_node *n);
+int cn_node_port(cn_node *n);
+/* Follows a namespace: periodically resolves its signed root from the DHT (accepting only
+ * a higher seq than ever seen), keeps its packs added, and (HOST, or when this node holds
+ * every object of the latest commit) seeds them and re-publishes the root. */
+int cn_node_follow(cn_node *n, const uint8_t pk[CN_PK_BYTES], enum cn_follow how);
+/* Asks the DHT now and waits up to wait_ms for an answer: 0 when the stored root is the
+ * newest any peer offered (or newer), -ETIMEDOUT when nobody answered. */
+int cn_node_resolve(cn_node *n, const uint8_t pk[CN_PK_BYTES], int wait_ms);
+
+/* Holders of a namespace's latest commit: peers that have every pack of it in full. */
+typedef struct {
+  uint64_t seq;
+  size_t n_packs;
+  uint64_t bytes_total, bytes_local;
+  size_t n_hosts;
+  char hosts[16][64];   /* "tag endpoint" */
+} cn_ns_status;
+int cn_node_status(cn_node *n, const uint8_t pk[CN_PK_BYTES], cn_ns_status *st);
+/* One line per known peer: "host:port state" into fn. */
+int cn_node_peers(cn_node *n, int (*fn)(const char *line, void *ctx), void *ctx);
+
+/* Talks to the node serving this home (run/node.sock): sends one request line and calls
+ * fn for each reply line. -ECONNREFUSED / -ENOENT when no node runs. */
+int cn_node_ask(const char *home, const char *request, int (*fn)(const char *line, void *ctx), void *ctx);
 
 #endif

@@ -6,7 +6,7 @@
  * batch costs two syncs rather than one fsync per chunk. Leftover tmp files of dead
  * processes are removed at open.
  */
-#include "dht/dht.h"
+#include "dht/internal.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -24,20 +24,8 @@
 
 #define INDEX_MAP_SIZE (64ull << 30) /* virtual; LMDB files grow as needed */
 /* One version for the home's layout, the index's databases and the keyring's format. */
-#define HOME_FORMAT "cairn-home 1\n"
-
-struct cn_store {
-  char *home;
-  int home_fd;
-  MDB_env *env;
-  MDB_dbi roots;   /* pk → seq u64le || sig || value */
-  MDB_dbi hwm;     /* pk → highest accepted seq u64le */
-  MDB_dbi listed;  /* chunk id → seq of the first commit that listed it */
-  pthread_mutex_t lock;
-  struct staged { uint8_t id[CN_ID_BYTES]; uint64_t serial; } *pending;
-  size_t n_pending, cap_pending;
-  uint64_t next_serial;
-};
+#define HOME_FORMAT "cairn-home 2\n"
+#define HOME_FORMAT_1 "cairn-home 1\n"
 
 void cn_log(const char *fmt, ...)
 {
@@ -104,10 +92,14 @@ static int mkdir_p(const char *path, mode_t mode)
 }
 
 /* Writes a small file atomically: temp, fsync, rename, fsync the directory. */
-static int write_file_atomic(int dirfd, const char *name, const void *data, size_t len, mode_t mode)
+int store_write_file_atomic(int dirfd, const char *name, const void *data, size_t len, mode_t mode)
 {
-  char tmp[256];
-  snprintf(tmp, sizeof tmp, ".%s.%d.tmp", name, (int)getpid());
+  /* name may be "dir/file": the temporary file sits beside it, and dir is synced */
+  char tmp[512], dir[256] = ".";
+  const char *slash = strrchr(name, '/');
+  if (slash)
+    snprintf(dir, sizeof dir, "%.*s", (int)(slash - name), name);
+  snprintf(tmp, sizeof tmp, "%s/.%s.%d.tmp", dir, slash ? slash + 1 : name, (int)getpid());
   int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
   if (fd < 0)
     return -errno;
@@ -117,10 +109,15 @@ static int write_file_atomic(int dirfd, const char *name, const void *data, size
   close(fd);
   if (!err && renameat(dirfd, tmp, dirfd, name) < 0)
     err = -errno;
-  if (err)
+  if (err) {
     unlinkat(dirfd, tmp, 0);
-  else
-    fsync(dirfd);
+  } else {
+    int dfd = openat(dirfd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+      fsync(dfd);
+      close(dfd);
+    }
+  }
   return err;
 }
 
@@ -159,7 +156,7 @@ int cn_store_init(const char *home)
 {
   char path[4096];
   int rc;
-  static const char *dirs[] = {"", "/chunks", "/tmp", "/index"};
+  static const char *dirs[] = {"", "/chunks", "/tmp", "/index", "/packs"};
   for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
     snprintf(path, sizeof path, "%s%s", home, dirs[i]);
     if ((rc = mkdir_p(path, 0700)) < 0)
@@ -177,14 +174,14 @@ int cn_store_init(const char *home)
     char hex[2 * CN_SEED_BYTES + 2];
     cn_hex(seed, sizeof seed, hex);
     strcat(hex, "\n");
-    rc = write_file_atomic(fd, "node.key", hex, strlen(hex), 0600);
+    rc = store_write_file_atomic(fd, "node.key", hex, strlen(hex), 0600);
     if (rc < 0) {
       close(fd);
       return cn_fail(-rc, "cannot write %s/node.key: %s", home, strerror(-rc));
     }
   }
   if (faccessat(fd, "format", F_OK, 0) < 0 &&
-      (rc = write_file_atomic(fd, "format", HOME_FORMAT, strlen(HOME_FORMAT), 0600)) < 0) {
+      (rc = store_write_file_atomic(fd, "format", HOME_FORMAT, strlen(HOME_FORMAT), 0600)) < 0) {
     close(fd);
     return cn_fail(-rc, "cannot write %s/format: %s", home, strerror(-rc));
   }
@@ -235,6 +232,16 @@ int cn_store_open(const char *home, cn_store **out)
     if (!fgets(format, sizeof format, f))
       format[0] = 0;
     fclose(f);
+  }
+  if (strcmp(format, HOME_FORMAT_1) == 0) {
+    /* format 2 only adds packs/, peers and config: upgrade in place */
+    snprintf(probe, sizeof probe, "%s/packs", home);
+    int fd = open(home, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0 && (mkdir(probe, 0700) == 0 || errno == EEXIST) &&
+        store_write_file_atomic(fd, "format", HOME_FORMAT, strlen(HOME_FORMAT), 0600) == 0)
+      strcpy(format, HOME_FORMAT);
+    if (fd >= 0)
+      close(fd);
   }
   if (strcmp(format, HOME_FORMAT) != 0)
     return cn_fail(EPROTO, "%s is not a cairn home this version can open (format file says '%.*s')",
@@ -287,7 +294,7 @@ int cn_store_node_seed(cn_store *s, uint8_t seed[CN_SEED_BYTES])
   return cn_unhex(hex, seed, CN_SEED_BYTES) < 0 ? cn_fail(EIO, "node.key is corrupt") : 0;
 }
 
-static void chunk_relpath(const uint8_t id[CN_ID_BYTES], char out[80])
+void store_chunk_relpath(const uint8_t id[CN_ID_BYTES], char out[80])
 {
   char hex[CN_HEX_ID_LEN + 1];
   cn_hex(id, CN_ID_BYTES, hex);
@@ -305,7 +312,7 @@ const char *cn_store_chunk_path(cn_store *s, const uint8_t id[CN_ID_BYTES])
 {
   static _Thread_local char path[4200];
   char rel[80];
-  chunk_relpath(id, rel);
+  store_chunk_relpath(id, rel);
   snprintf(path, sizeof path, "%s/%s", s->home, rel);
   return path;
 }
@@ -322,7 +329,7 @@ static const struct staged *find_pending(cn_store *s, const uint8_t id[CN_ID_BYT
 int cn_store_has(cn_store *s, const uint8_t id[CN_ID_BYTES])
 {
   char rel[80];
-  chunk_relpath(id, rel);
+  store_chunk_relpath(id, rel);
   if (faccessat(s->home_fd, rel, F_OK, 0) == 0)
     return 1;
   pthread_mutex_lock(&s->lock);
@@ -409,7 +416,7 @@ int cn_store_flush(cn_store *s)
   for (; !rc && done < s->n_pending; done++) {
     char from[128], to[80];
     tmp_relpath(&s->pending[done], from);
-    chunk_relpath(s->pending[done].id, to);
+    store_chunk_relpath(s->pending[done].id, to);
     int err = ensure_fanout(s, to);
     if (!err && renameat(s->home_fd, from, s->home_fd, to) < 0)
       err = -errno;
@@ -430,7 +437,7 @@ int cn_store_flush(cn_store *s)
 static int read_chunk_file(cn_store *s, const uint8_t id[CN_ID_BYTES], uint8_t **data, size_t *len)
 {
   char rel[128];
-  chunk_relpath(id, rel);
+  store_chunk_relpath(id, rel);
   int fd = openat(s->home_fd, rel, O_RDONLY | O_CLOEXEC);
   if (fd < 0 && errno == ENOENT) {
     pthread_mutex_lock(&s->lock);
@@ -482,6 +489,14 @@ int cn_store_get(cn_store *s, const uint8_t id[CN_ID_BYTES], uint8_t **data, siz
   uint8_t *buf = NULL;
   size_t size = 0;
   int rc = read_chunk_file(s, id, &buf, &size);
+  if (rc == -ENOENT && s->fetch) {
+    char why[256];
+    snprintf(why, sizeof why, "%s", cn_err());
+    rc = s->fetch(id, 0, s->fetch_ctx);
+    rc = rc < 0 ? rc : read_chunk_file(s, id, &buf, &size);
+    if (rc == -ENOENT)
+      cn_fail(ENOENT, "%s, and no peer offered it", why);
+  }
   if (rc < 0)
     return rc;
   uint8_t actual[CN_ID_BYTES];
@@ -503,12 +518,71 @@ int cn_store_get(cn_store *s, const uint8_t id[CN_ID_BYTES], uint8_t **data, siz
 void cn_store_prefetch(cn_store *s, const uint8_t id[CN_ID_BYTES])
 {
   char rel[80];
-  chunk_relpath(id, rel);
+  store_chunk_relpath(id, rel);
   int fd = openat(s->home_fd, rel, O_RDONLY | O_CLOEXEC);
   if (fd >= 0) {
     posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
     close(fd);
+  } else if (s->fetch) {
+    s->fetch(id, 1, s->fetch_ctx);
   }
+}
+
+void cn_store_set_fetcher(cn_store *s, cn_store_fetch_fn fn, void *ctx)
+{
+  s->fetch_ctx = ctx;
+  s->fetch = fn;
+}
+
+void cn_store_set_root_listener(cn_store *s, cn_store_root_fn fn, void *ctx)
+{
+  s->on_root_ctx = ctx;
+  s->on_root = fn;
+}
+
+int store_adopt_file(cn_store *s, const char *path, const uint8_t id[CN_ID_BYTES])
+{
+  char rel[80];
+  store_chunk_relpath(id, rel);
+  if (faccessat(s->home_fd, rel, F_OK, 0) == 0)
+    return 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return cn_fail(errno, "cannot open %s: %s", path, strerror(errno));
+  struct stat st;
+  uint8_t *buf = NULL;
+  int rc = fstat(fd, &st) < 0 ? -errno : 0;
+  if (!rc && st.st_size > 0 && (buf = malloc((size_t)st.st_size)) &&
+      pread(fd, buf, (size_t)st.st_size, 0) == st.st_size) {
+    uint8_t actual[CN_ID_BYTES];
+    cn_chunk_id(buf, (size_t)st.st_size, actual);
+    rc = memcmp(actual, id, CN_ID_BYTES) ? -EBADMSG : 0;
+  } else if (!rc) {
+    rc = -EIO;
+  }
+  free(buf);
+  if (!rc && fsync(fd) < 0)
+    rc = -errno;
+  close(fd);
+  char hex[CN_HEX_ID_LEN + 1];
+  cn_hex(id, CN_ID_BYTES, hex);
+  if (rc == -EBADMSG)
+    return cn_fail(EIO, "downloaded chunk %s does not hash to its name", hex);
+  if (rc < 0)
+    return cn_fail(-rc, "cannot read downloaded chunk %s: %s", hex, strerror(-rc));
+  if ((rc = ensure_fanout(s, rel)) < 0)
+    return rc;
+  if (linkat(AT_FDCWD, path, s->home_fd, rel, 0) < 0 && errno != EEXIST)
+    return cn_fail(errno, "cannot link chunk %s into the store: %s", hex, strerror(errno));
+  /* the new name must survive a crash like any flushed chunk */
+  char dir[80];
+  snprintf(dir, sizeof dir, "%.12s", rel);
+  int dfd = openat(s->home_fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    fsync(dfd);
+    close(dfd);
+  }
+  return 0;
 }
 
 int cn_store_verify(cn_store *s, const uint8_t id[CN_ID_BYTES])
@@ -646,6 +720,8 @@ int cn_store_root_put(cn_store *s, const uint8_t pk[CN_PK_BYTES], const cn_root 
     return cn_fail(ENOSPC, "index is full: %s", mdb_strerror(rc));
   if (rc)
     return cn_fail(EIO, "index: %s", mdb_strerror(rc));
+  if (s->on_root)
+    s->on_root(pk, root->seq, s->on_root_ctx);
   return 0;
 }
 

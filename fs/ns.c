@@ -5,7 +5,7 @@
  * commit object (stored as a plain chunk; only the tree root inside is encrypted):
  *   'C' version pk[32] varint(seq) u8(has_parent) [parent[32]] svarint(time_ns)
  *   bytes(box(read_key, root entry)) varint(n) n*id[32]
- * signed root value (BEP 44 v): version(1) commit_id[32]
+ * signed root value (BEP 44 v): see cn_root_value in dht/dht.h (commit ID and packs)
  */
 #include "fs/internal.h"
 #include <errno.h>
@@ -16,8 +16,6 @@
 
 #define COMMIT_KIND 'C'
 #define COMMIT_VERSION 1
-#define ROOT_VALUE_VERSION 1
-#define ROOT_VALUE_LEN (1 + CN_ID_BYTES)
 
 int64_t fs_now_ns(void)
 {
@@ -129,9 +127,10 @@ static int head_of(cn_store *s, const uint8_t pk[CN_PK_BYTES], cn_root *root, ui
     cn_log("stored root seq %llu has a bad signature", (unsigned long long)root->seq);
     return cn_fail(EIO, "stored root has a bad signature");
   }
-  if (root->value_len != ROOT_VALUE_LEN || root->value[0] != ROOT_VALUE_VERSION)
-    return cn_fail(EIO, "root value of unknown version or length (%zu bytes)", root->value_len);
-  memcpy(commit_id, root->value + 1, CN_ID_BYTES);
+  cn_root_value v;
+  if (cn_root_value_parse(root->value, root->value_len, &v) < 0)
+    return cn_fail(EIO, "stored root: %s", cn_err());
+  memcpy(commit_id, v.commit, CN_ID_BYTES);
   return 0;
 }
 
@@ -311,6 +310,39 @@ static int compare_ids(const void *a, const void *b)
   return memcmp(a, b, CN_ID_BYTES);
 }
 
+/* The packs the namespace's current root names. A root without packs (written before
+ * packs existed) means nothing is packed yet: then every commit of the chain and every
+ * object they listed join this commit's batch, so the first pack covers the history. */
+static int previous_packs(cn_ns *ns, cn_root_value *rv)
+{
+  cn_root root;
+  int rc = cn_store_root_get(ns->store, ns->key.pk, &root);
+  if (rc == -ENOENT)
+    return 0;
+  if (rc < 0 || (rc = cn_root_value_parse(root.value, root.value_len, rv)) < 0)
+    return rc;
+  if (rv->n_packs)
+    return 0;
+  uint8_t id[CN_ID_BYTES];
+  memcpy(id, rv->commit, CN_ID_BYTES);
+  for (int more = 1; more && !rc;) {
+    uint8_t *data;
+    size_t len;
+    commit_view c;
+    if ((rc = cn_store_get(ns->store, id, &data, &len)) < 0)
+      break;
+    if ((rc = commit_parse(data, len, &c)) == 0) {
+      fs_note_chunk(ns, id, 0);
+      for (uint64_t i = 0; i < c.n_listed; i++)
+        fs_note_chunk(ns, c.listed + i * CN_ID_BYTES, 0);
+      more = c.has_parent;
+      memcpy(id, c.parent, CN_ID_BYTES);
+    }
+    free(data);
+  }
+  return rc;
+}
+
 int cn_ns_commit(cn_ns *ns)
 {
   if (!ns->dirty && ns->has_head)
@@ -360,19 +392,28 @@ int cn_ns_commit(cn_ns *ns)
   if (rc < 0)
     return rc;
 
-  cn_root root = {.seq = seq, .value_len = ROOT_VALUE_LEN};
-  root.value[0] = ROOT_VALUE_VERSION;
-  memcpy(root.value + 1, commit_id, CN_ID_BYTES);
-  uint8_t msg[1100];
-  size_t mlen = cn_root_signing_bytes(seq, root.value, root.value_len, msg);
-  cn_sign(ns->key.seed, msg, mlen, root.sig);
-  /* the commit itself is listed too, so a verify-cap host can account for it */
+  /* the commit and what it listed become a pack; the root names every pack. The commit
+   * itself is listed too, so a verify-cap host can account for it. */
   fs_note_chunk(ns, commit_id, 0);
-  rc = cn_store_root_put(ns->store, ns->key.pk, &root, (const uint8_t(*)[CN_ID_BYTES])ns->touched,
-                         ns->n_touched);
-  ns->n_touched--; /* the commit is not a chunk of the next one */
-  if (rc < 0)
+  size_t n_for_root = ns->n_touched;
+  cn_root_value rv = {0};
+  rc = previous_packs(ns, &rv);
+  if (!rc)
+    rc = cn_store_pack_add(ns->store, &rv, (const uint8_t(*)[CN_ID_BYTES])ns->touched, ns->n_touched);
+  cn_root root = {.seq = seq};
+  if (!rc) {
+    memcpy(rv.commit, commit_id, CN_ID_BYTES);
+    cn_root_value_build(&rv, &root);
+    uint8_t msg[1100];
+    size_t mlen = cn_root_signing_bytes(seq, root.value, root.value_len, msg);
+    cn_sign(ns->key.seed, msg, mlen, root.sig);
+    rc = cn_store_root_put(ns->store, ns->key.pk, &root, (const uint8_t(*)[CN_ID_BYTES])ns->touched,
+                           n_for_root);
+  }
+  if (rc < 0) {
+    ns->n_touched = n_listed; /* a retry lists the same objects */
     return rc;
+  }
   ns->seq = seq;
   ns->has_head = 1;
   memcpy(ns->head, commit_id, CN_ID_BYTES);

@@ -51,11 +51,33 @@ START_TEST(foreign_home_format_is_refused)
   char path[300];
   snprintf(path, sizeof path, "%s/format", home);
   FILE *f = fopen(path, "w");
-  fputs("cairn-home 2\n", f);
+  fputs("cairn-home 9\n", f);
   fclose(f);
   cn_store *s;
   ck_assert_int_eq(cn_store_open(home, &s), -EPROTO);
-  ck_assert_ptr_nonnull(strstr(cn_err(), "cairn-home 2"));
+  ck_assert_ptr_nonnull(strstr(cn_err(), "cairn-home 9"));
+}
+END_TEST
+
+START_TEST(home_format_1_is_upgraded_in_place)
+{
+  char path[300], text[64] = "";
+  snprintf(path, sizeof path, "%s/format", home);
+  FILE *f = fopen(path, "w");
+  fputs("cairn-home 1\n", f);
+  fclose(f);
+  snprintf(path, sizeof path, "%s/packs", home);
+  rmdir(path);
+  cn_store *s;
+  ck_assert_int_eq(cn_store_open(home, &s), 0);
+  cn_store_close(s);
+  struct stat st;
+  ck_assert_int_eq(stat(path, &st), 0);
+  snprintf(path, sizeof path, "%s/format", home);
+  f = fopen(path, "r");
+  ck_assert_ptr_nonnull(fgets(text, sizeof text, f));
+  fclose(f);
+  ck_assert_str_eq(text, "cairn-home 2\n");
 }
 END_TEST
 
@@ -292,6 +314,7 @@ int main(void)
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, open_missing_home_says_init);
   tcase_add_test(tc, foreign_home_format_is_refused);
+  tcase_add_test(tc, home_format_1_is_upgraded_in_place);
   tcase_add_test(tc, node_key_is_private_and_stable);
   tcase_add_test(tc, put_get_flush_and_dedupe);
   tcase_add_test(tc, corrupt_chunk_is_eio_never_data);

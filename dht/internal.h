@@ -1,0 +1,33 @@
+/* Private to dht/: the store's state, shared by store.c, pack.c and node.c. */
+#ifndef CAIRN_DHT_INTERNAL_H
+#define CAIRN_DHT_INTERNAL_H
+
+#include "dht/dht.h"
+#include <lmdb.h>
+#include <pthread.h>
+
+struct cn_store {
+  char *home;
+  int home_fd;
+  MDB_env *env;
+  MDB_dbi roots;   /* pk → seq u64le || sig || value */
+  MDB_dbi hwm;     /* pk → highest accepted seq u64le */
+  MDB_dbi listed;  /* chunk id → seq of the first commit that listed it */
+  pthread_mutex_t lock;
+  struct staged { uint8_t id[CN_ID_BYTES]; uint64_t serial; } *pending;
+  size_t n_pending, cap_pending;
+  uint64_t next_serial;
+  cn_store_fetch_fn fetch;
+  void *fetch_ctx;
+  cn_store_root_fn on_root;
+  void *on_root_ctx;
+};
+
+void store_chunk_relpath(const uint8_t id[CN_ID_BYTES], char out[80]);
+/* Writes data to dirfd/name via a temporary file, fsync, rename, fsync of the directory. */
+int store_write_file_atomic(int dirfd, const char *name, const void *data, size_t len, mode_t mode);
+/* Links an already durable file at abspath into the store as chunk id after checking that
+ * its bytes hash to id; 0 also when the chunk was already there. */
+int store_adopt_file(cn_store *s, const char *path, const uint8_t id[CN_ID_BYTES]);
+
+#endif

@@ -1,0 +1,507 @@
+// dht/lt.cpp — the only C++ in cairn: libtorrent-rasterbar 2.0 behind dht/lt.h.
+// Settings follow ../shared/LIBTORRENT-NOTES.md: several defaults silently break a small
+// private network (routing-table IP restrictions, DHT rate limits, uTP for bulk, seeds
+// dropping each other, Nagle on request/response traffic).
+
+#include "dht/lt.h"
+
+#include <libtorrent/alert_types.hpp>
+#include <libtorrent/bencode.hpp>
+#include <libtorrent/create_torrent.hpp>
+#include <libtorrent/kademlia/item.hpp>
+#include <libtorrent/magnet_uri.hpp>
+#include <libtorrent/peer_info.hpp>
+#include <libtorrent/session.hpp>
+#include <libtorrent/session_params.hpp>
+#include <libtorrent/torrent_info.hpp>
+
+#include <atomic>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <dirent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace lt = libtorrent;
+
+namespace {
+
+lt::sha256_hash to_sha256(const uint8_t ih[32]) {
+  return lt::sha256_hash(reinterpret_cast<const char *>(ih));
+}
+
+void copy_err(char *err, size_t len, const std::string &msg) {
+  if (err && len) snprintf(err, len, "%s", msg.c_str());
+}
+
+// libtorrent 2.0.8 never sets TCP_NODELAY, so every small request waits for Nagle
+// (~40 ms). Set it on this process's TCP sockets whenever a connection appears; the call
+// is idempotent and the process has few descriptors.
+void set_nodelay_all() {
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    int fd = atoi(e->d_name);
+    if (fd <= 2) continue;
+    int type = 0, domain = 0;
+    socklen_t l = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l) != 0 || type != SOCK_STREAM) continue;
+    l = sizeof domain;
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &l) != 0) continue;
+    if (domain != AF_INET && domain != AF_INET6) continue;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  closedir(d);
+}
+
+std::string endpoint_str(const lt::tcp::endpoint &ep) {
+  return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+}  // namespace
+
+struct cn_lt {
+  lt::session *ses = nullptr;
+  cn_lt_event_fn fn = nullptr;
+  void *ctx = nullptr;
+  int efd = -1;
+  std::atomic<bool> stopping{false};
+  std::thread pump;
+  std::mutex mu;  // guards torrents
+  std::map<lt::sha256_hash, lt::torrent_handle> torrents;
+
+  lt::torrent_handle find(const uint8_t ih[32]) {
+    std::lock_guard<std::mutex> g(mu);
+    auto it = torrents.find(to_sha256(ih));
+    return it == torrents.end() ? lt::torrent_handle() : it->second;
+  }
+  void handle(lt::alert *a);
+  void run();
+};
+
+void cn_lt::handle(lt::alert *a) {
+  cn_lt_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.file = -1;
+  auto torrent_ih = [&](const lt::torrent_handle &h) {
+    auto ih = h.info_hashes().v2;
+    memcpy(ev.ih, ih.data(), 32);
+  };
+  if (auto *m = lt::alert_cast<lt::dht_mutable_item_alert>(a)) {
+    if (m->item.type() != lt::entry::string_t) return;
+    std::string v = m->item.string();
+    ev.kind = CN_LT_ITEM;
+    memcpy(ev.pk, m->key.data(), 32);
+    memcpy(ev.sig, m->signature.data(), 64);
+    ev.seq = static_cast<uint64_t>(m->seq);
+    ev.authoritative = m->authoritative;
+    ev.value = reinterpret_cast<const uint8_t *>(v.data());
+    ev.value_len = v.size();
+    fn(&ev, ctx);
+  } else if (auto *p = lt::alert_cast<lt::dht_put_alert>(a)) {
+    ev.kind = CN_LT_PUT_DONE;
+    memcpy(ev.pk, p->public_key.data(), 32);
+    ev.seq = static_cast<uint64_t>(p->seq);
+    ev.count = p->num_success;
+    fn(&ev, ctx);
+  } else if (auto *g = lt::alert_cast<lt::dht_get_peers_reply_alert>(a)) {
+    std::vector<lt::tcp::endpoint> eps = g->peers();
+    std::vector<std::string> strs;
+    for (auto &e : eps) strs.push_back(endpoint_str(e));
+    std::vector<const char *> ptrs;
+    for (auto &s : strs) ptrs.push_back(s.c_str());
+    ev.kind = CN_LT_PEERS;
+    memset(ev.ih, 0, 32);
+    memcpy(ev.ih, g->info_hash.data(), 20);  // the DHT speaks truncated v2 hashes
+    ev.count = static_cast<int>(ptrs.size());
+    ev.peers = ptrs.data();
+    fn(&ev, ctx);
+  } else if (auto *md = lt::alert_cast<lt::metadata_received_alert>(a)) {
+    auto ti = md->handle.torrent_file();
+    if (!ti) return;
+    lt::create_torrent ct(*ti);
+    std::vector<char> buf;
+    lt::bencode(std::back_inserter(buf), ct.generate());
+    ev.kind = CN_LT_METADATA;
+    torrent_ih(md->handle);
+    ev.value = reinterpret_cast<const uint8_t *>(buf.data());
+    ev.value_len = buf.size();
+    fn(&ev, ctx);
+  } else if (auto *fc = lt::alert_cast<lt::file_completed_alert>(a)) {
+    ev.kind = CN_LT_FILE_DONE;
+    torrent_ih(fc->handle);
+    ev.file = static_cast<int>(fc->index);
+    fn(&ev, ctx);
+  } else if (auto *hf = lt::alert_cast<lt::hash_failed_alert>(a)) {
+    ev.kind = CN_LT_HASH_FAILED;
+    torrent_ih(hf->handle);
+    auto ti = hf->handle.torrent_file();
+    if (ti) ev.file = static_cast<int>(ti->files().file_index_at_piece(hf->piece_index));
+    fn(&ev, ctx);
+  } else if (auto *pb = lt::alert_cast<lt::peer_ban_alert>(a)) {
+    std::string peer = endpoint_str(pb->endpoint);
+    ev.kind = CN_LT_PEER_BANNED;
+    torrent_ih(pb->handle);
+    ev.peer = peer.c_str();
+    fn(&ev, ctx);
+  } else if (auto *te = lt::alert_cast<lt::torrent_error_alert>(a)) {
+    std::string msg = te->error.message() + " (" + te->filename() + ")";
+    ev.kind = CN_LT_TORRENT_ERROR;
+    torrent_ih(te->handle);
+    ev.message = msg.c_str();
+    fn(&ev, ctx);
+  } else if (lt::alert_cast<lt::peer_connect_alert>(a) ||
+             lt::alert_cast<lt::incoming_connection_alert>(a)) {
+    set_nodelay_all();
+  }
+}
+
+void cn_lt::run() {
+  std::vector<lt::alert *> alerts;
+  while (!stopping.load()) {
+    struct pollfd p = {efd, POLLIN, 0};
+    poll(&p, 1, 500);
+    uint64_t n;
+    if (p.revents & POLLIN) (void)!read(efd, &n, sizeof n);
+    ses->pop_alerts(&alerts);
+    for (auto *a : alerts) handle(a);
+  }
+}
+
+extern "C" cn_lt *cn_lt_start(const char *listen, const char *node_tag, cn_lt_event_fn fn,
+                              void *ctx, char *err, size_t err_len) {
+  try {
+    lt::settings_pack sp;
+    sp.set_str(lt::settings_pack::listen_interfaces, listen);
+    sp.set_str(lt::settings_pack::dht_bootstrap_nodes, "");
+    std::string fp = std::string("-CN0001-") + node_tag;
+    sp.set_str(lt::settings_pack::peer_fingerprint, fp);
+    sp.set_bool(lt::settings_pack::enable_dht, true);
+    sp.set_bool(lt::settings_pack::enable_lsd, false);
+    sp.set_bool(lt::settings_pack::enable_upnp, false);
+    sp.set_bool(lt::settings_pack::enable_natpmp, false);
+    sp.set_bool(lt::settings_pack::dht_restrict_routing_ips, false);
+    sp.set_bool(lt::settings_pack::dht_restrict_search_ips, false);
+    sp.set_int(lt::settings_pack::dht_block_ratelimit, 100000);
+    sp.set_int(lt::settings_pack::dht_upload_rate_limit, 10000000);
+    sp.set_int(lt::settings_pack::dht_announce_interval, 60);
+    // uTP moves bulk data at a tenth of TCP's rate here.
+    sp.set_bool(lt::settings_pack::enable_outgoing_utp, false);
+    sp.set_bool(lt::settings_pack::enable_incoming_utp, false);
+    sp.set_bool(lt::settings_pack::close_redundant_connections, false);
+    sp.set_bool(lt::settings_pack::allow_multiple_connections_per_ip, true);
+    // Chunks are sealed already; stream encryption only adds handshake latency.
+    sp.set_int(lt::settings_pack::out_enc_policy, lt::settings_pack::pe_disabled);
+    sp.set_int(lt::settings_pack::in_enc_policy, lt::settings_pack::pe_disabled);
+    sp.set_int(lt::settings_pack::tick_interval, 50);
+    sp.set_int(lt::settings_pack::alert_queue_size, 100000);
+    sp.set_int(lt::settings_pack::max_metadata_size, 64 << 20);
+    sp.set_int(lt::settings_pack::active_limit, -1);
+    sp.set_int(lt::settings_pack::active_downloads, -1);
+    sp.set_int(lt::settings_pack::active_seeds, -1);
+    sp.set_int(lt::settings_pack::send_buffer_watermark, 4 << 20);
+    sp.set_int(lt::settings_pack::send_buffer_low_watermark, 1 << 20);
+    sp.set_int(lt::settings_pack::max_out_request_queue, 1500);
+    sp.set_int(lt::settings_pack::max_queued_disk_bytes, 16 << 20);
+    sp.set_int(lt::settings_pack::connection_speed, 200);
+    sp.set_int(lt::settings_pack::alert_mask,
+               lt::alert_category::error | lt::alert_category::status |
+                   lt::alert_category::dht | lt::alert_category::storage |
+                   lt::alert_category::file_progress | lt::alert_category::peer |
+                   lt::alert_category::connect | lt::alert_category::dht_operation);
+    auto *l = new cn_lt;
+    l->fn = fn;
+    l->ctx = ctx;
+    l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    lt::session_params params(sp);
+    l->ses = new lt::session(std::move(params));
+    int efd = l->efd;
+    l->ses->set_alert_notify([efd] {
+      uint64_t one = 1;
+      (void)!write(efd, &one, sizeof one);  // only signal: this runs on libtorrent's thread
+    });
+    l->pump = std::thread([l] { l->run(); });
+    return l;
+  } catch (std::exception &e) {
+    copy_err(err, err_len, e.what());
+    return nullptr;
+  }
+}
+
+extern "C" void cn_lt_stop(cn_lt *l) {
+  if (!l) return;
+  l->stopping = true;
+  uint64_t one = 1;
+  (void)!write(l->efd, &one, sizeof one);
+  l->pump.join();
+  {
+    lt::session_proxy proxy = l->ses->abort();
+    delete l->ses;
+  }
+  close(l->efd);
+  delete l;
+}
+
+extern "C" int cn_lt_listen_port(cn_lt *l) {
+  return l->ses->is_listening() ? l->ses->listen_port() : 0;
+}
+
+extern "C" void cn_lt_dht_add_node(cn_lt *l, const char *host, int port) {
+  l->ses->add_dht_node({host, port});
+}
+
+extern "C" void cn_lt_dht_put(cn_lt *l, const uint8_t pk[32], uint64_t seq, const uint8_t sig[64],
+                              const uint8_t *value, size_t len) {
+  std::array<char, 32> key;
+  memcpy(key.data(), pk, 32);
+  std::string v(reinterpret_cast<const char *>(value), len);
+  std::array<char, 64> s;
+  memcpy(s.data(), sig, 64);
+  int64_t sq = static_cast<int64_t>(seq);
+  // The signature was made by libsodium over libtorrent's signing bytes; hand it over
+  // as is (hosts re-publish items they cannot sign).
+  l->ses->dht_put_item(key, [v, s, sq](lt::entry &e, std::array<char, 64> &sig, std::int64_t &seqo,
+                                       std::string const &) {
+    e = v;
+    sig = s;
+    seqo = sq;
+  });
+}
+
+extern "C" void cn_lt_dht_get(cn_lt *l, const uint8_t pk[32]) {
+  std::array<char, 32> key;
+  memcpy(key.data(), pk, 32);
+  l->ses->dht_get_item(key);
+}
+
+extern "C" void cn_lt_dht_announce(cn_lt *l, const uint8_t ih[32], int port) {
+  lt::sha1_hash h(reinterpret_cast<const char *>(ih));
+  l->ses->dht_announce(h, port);
+}
+
+extern "C" void cn_lt_dht_get_peers(cn_lt *l, const uint8_t ih[32]) {
+  lt::sha1_hash h(reinterpret_cast<const char *>(ih));
+  l->ses->dht_get_peers(h);
+}
+
+static std::string chunk_path(const uint8_t id[32]) {
+  static const char hx[] = "0123456789abcdef";
+  std::string h;
+  for (int i = 0; i < 32; i++) {
+    h += hx[id[i] >> 4];
+    h += hx[id[i] & 15];
+  }
+  return "chunks/" + h.substr(0, 2) + "/" + h.substr(2, 2) + "/" + h;
+}
+
+extern "C" int cn_lt_pack_create(const uint8_t (*ids)[32], const uint64_t *sizes, size_t n,
+                                 uint8_t **torrent, size_t *torrent_len, uint8_t ih[32],
+                                 char *err, size_t err_len) {
+  try {
+    if (n == 0) {
+      copy_err(err, err_len, "an empty pack");
+      return -EINVAL;
+    }
+    // Sorted by path so equal sets of chunks give equal torrents.
+    std::vector<size_t> order(n);
+    for (size_t i = 0; i < n; i++) order[i] = i;
+    std::sort(order.begin(), order.end(),
+              [ids](size_t a, size_t b) { return memcmp(ids[a], ids[b], 32) < 0; });
+    uint64_t biggest = 0;
+    for (size_t i = 0; i < n; i++) biggest = std::max(biggest, sizes[i]);
+    int piece = 16384;
+    while (static_cast<uint64_t>(piece) < biggest) piece *= 2;
+    lt::file_storage fs;
+    const uint8_t *prev = nullptr;
+    std::vector<size_t> kept;
+    for (size_t i : order) {
+      if (prev && memcmp(prev, ids[i], 32) == 0) continue;
+      prev = ids[i];
+      if (sizes[i] == 0) {
+        copy_err(err, err_len, "a pack cannot hold an empty object");
+        return -EINVAL;
+      }
+      fs.add_file(chunk_path(ids[i]), static_cast<std::int64_t>(sizes[i]));
+      kept.push_back(i);
+    }
+    lt::create_torrent ct(fs, piece, lt::create_torrent::v2_only);
+    // Every file is a single piece whose hash is the file's merkle root: the chunk ID.
+    const lt::file_storage &cfs = ct.files();
+    size_t k = 0;
+    for (auto f : cfs.file_range()) {
+      if (cfs.pad_file_at(f)) continue;
+      ct.set_hash2(f, 0, to_sha256(ids[kept[k++]]));
+    }
+    std::vector<char> buf;
+    lt::bencode(std::back_inserter(buf), ct.generate());
+    lt::torrent_info ti(buf, lt::from_span);
+    memcpy(ih, ti.info_hashes().v2.data(), 32);
+    *torrent = static_cast<uint8_t *>(malloc(buf.size()));
+    if (!*torrent) return -ENOMEM;
+    memcpy(*torrent, buf.data(), buf.size());
+    *torrent_len = buf.size();
+    return 0;
+  } catch (std::exception &e) {
+    copy_err(err, err_len, e.what());
+    return -EINVAL;
+  }
+}
+
+extern "C" int cn_lt_torrent_parse(const uint8_t *torrent, size_t len, uint8_t ih[32],
+                                   cn_lt_file_fn fn, void *ctx, char *err, size_t err_len) {
+  lt::error_code ec;
+  lt::torrent_info ti(lt::span<const char>(reinterpret_cast<const char *>(torrent),
+                                           static_cast<std::ptrdiff_t>(len)),
+                      ec, lt::from_span);
+  if (ec) {
+    copy_err(err, err_len, ec.message());
+    return -EBADMSG;
+  }
+  if (!ti.info_hashes().has_v2()) {
+    copy_err(err, err_len, "not a BitTorrent v2 torrent");
+    return -EBADMSG;
+  }
+  memcpy(ih, ti.info_hashes().v2.data(), 32);
+  if (!fn) return 0;
+  const lt::file_storage &fs = ti.files();
+  for (auto f : fs.file_range()) {
+    if (fs.pad_file_at(f)) continue;
+    int rc = fn(static_cast<int>(f), fs.file_path(f).c_str(),
+                static_cast<uint64_t>(fs.file_size(f)), ctx);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+extern "C" int cn_lt_add(cn_lt *l, const uint8_t *torrent, size_t len, const char *save_path,
+                         int seed, int want_all, char *err, size_t err_len) {
+  try {
+    lt::add_torrent_params p;
+    p.ti = std::make_shared<lt::torrent_info>(
+        lt::span<const char>(reinterpret_cast<const char *>(torrent),
+                             static_cast<std::ptrdiff_t>(len)),
+        lt::from_span);
+    p.save_path = save_path;
+    p.flags &= ~(lt::torrent_flags::auto_managed | lt::torrent_flags::paused);
+    if (seed) p.flags |= lt::torrent_flags::seed_mode;
+    if (!want_all)
+      p.file_priorities.assign(static_cast<size_t>(p.ti->num_files()), lt::dont_download);
+    lt::sha256_hash ih = p.ti->info_hashes().v2;
+    {
+      std::lock_guard<std::mutex> g(l->mu);
+      if (l->torrents.count(ih)) return 0;
+    }
+    lt::torrent_handle h = l->ses->add_torrent(std::move(p));
+    std::lock_guard<std::mutex> g(l->mu);
+    l->torrents[ih] = h;
+    return 0;
+  } catch (std::exception &e) {
+    copy_err(err, err_len, e.what());
+    return -EINVAL;
+  }
+}
+
+extern "C" int cn_lt_add_magnet(cn_lt *l, const uint8_t ih[32], const char *save_path) {
+  try {
+    lt::add_torrent_params p;
+    p.info_hashes.v2 = to_sha256(ih);
+    p.save_path = save_path;
+    p.flags &= ~(lt::torrent_flags::auto_managed | lt::torrent_flags::paused);
+    // Only the metadata is wanted: stop the moment it arrives.
+    p.flags |= lt::torrent_flags::stop_when_ready;
+    {
+      std::lock_guard<std::mutex> g(l->mu);
+      if (l->torrents.count(p.info_hashes.v2)) return 0;
+    }
+    lt::sha256_hash key = p.info_hashes.v2;
+    lt::torrent_handle h = l->ses->add_torrent(std::move(p));
+    std::lock_guard<std::mutex> g(l->mu);
+    l->torrents[key] = h;
+    return 0;
+  } catch (std::exception &) {
+    return -EINVAL;
+  }
+}
+
+extern "C" int cn_lt_remove(cn_lt *l, const uint8_t ih[32]) {
+  lt::torrent_handle h;
+  {
+    std::lock_guard<std::mutex> g(l->mu);
+    auto it = l->torrents.find(to_sha256(ih));
+    if (it == l->torrents.end()) return -ENOENT;
+    h = it->second;
+    l->torrents.erase(it);
+  }
+  l->ses->remove_torrent(h);
+  return 0;
+}
+
+extern "C" int cn_lt_has(cn_lt *l, const uint8_t ih[32]) { return l->find(ih).is_valid(); }
+
+extern "C" int cn_lt_want_file(cn_lt *l, const uint8_t ih[32], int file, int deadline_ms) {
+  lt::torrent_handle h = l->find(ih);
+  if (!h.is_valid()) return -ENOENT;
+  auto ti = h.torrent_file();
+  if (!ti || file < 0 || file >= ti->num_files()) return -EINVAL;
+  lt::file_index_t f(file);
+  h.file_priority(f, lt::top_priority);
+  const lt::file_storage &fs = ti->files();
+  if (fs.file_size(f) == 0) return 0;
+  lt::piece_index_t first = fs.piece_index_at_file(f);
+  int pieces = static_cast<int>((fs.file_size(f) + ti->piece_length() - 1) / ti->piece_length());
+  for (int i = 0; i < pieces; i++) h.set_piece_deadline(lt::piece_index_t(static_cast<int>(first) + i), deadline_ms);
+  return 0;
+}
+
+extern "C" int cn_lt_connect(cn_lt *l, const uint8_t ih[32], const char *host, int port) {
+  lt::torrent_handle h = l->find(ih);
+  if (!h.is_valid()) return -ENOENT;
+  lt::error_code ec;
+  auto addr = lt::make_address(host, ec);
+  if (ec) return -EINVAL;
+  h.connect_peer(lt::tcp::endpoint(addr, static_cast<std::uint16_t>(port)));
+  return 0;
+}
+
+extern "C" int cn_lt_torrent_status(cn_lt *l, const uint8_t ih[32], cn_lt_status *st) {
+  lt::torrent_handle h = l->find(ih);
+  memset(st, 0, sizeof *st);
+  if (!h.is_valid()) return -ENOENT;
+  lt::torrent_status s = h.status();
+  st->peers = s.num_peers;
+  st->seeds = s.num_seeds;
+  st->done = s.is_finished;
+  st->progress = static_cast<double>(s.progress);
+  st->uploaded = static_cast<uint64_t>(s.all_time_upload);
+  st->downloaded = static_cast<uint64_t>(s.all_time_download);
+  if (s.errc) snprintf(st->error, sizeof st->error, "%s", s.errc.message().c_str());
+  return 0;
+}
+
+extern "C" int cn_lt_torrent_peers(cn_lt *l, const uint8_t ih[32], cn_lt_peer_fn fn, void *ctx) {
+  lt::torrent_handle h = l->find(ih);
+  if (!h.is_valid()) return -ENOENT;
+  std::vector<lt::peer_info> peers;
+  h.get_peer_info(peers);
+  for (auto &p : peers) {
+    std::string id(p.pid.data(), p.pid.size());
+    std::string tag = id.size() >= 12 ? id.substr(id.size() - 12) : id;
+    for (char &c : tag)
+      if (c < 0x21 || c > 0x7e) c = '?';
+    std::string ep = endpoint_str(p.ip);
+    int rc = fn(tag.c_str(), ep.c_str(), (p.flags & lt::peer_info::seed) ? 1 : 0, ctx);
+    if (rc) return rc;
+  }
+  return 0;
+}

@@ -1,0 +1,111 @@
+/*
+ * dht/lt.h — private to dht/: a plain C view of libtorrent-rasterbar 2.0, implemented by
+ * lt.cpp (the project's only C++). No libtorrent type crosses this header. Torrents are
+ * named by their 32-byte v2 info-hash; namespaces by their 32-byte ed25519 key.
+ *
+ * Events come from one alert-pump thread through the callback given to cn_lt_start; the
+ * callback must copy what it keeps (pointers are valid only during the call) and must not
+ * block for long.
+ */
+#ifndef CAIRN_DHT_LT_H
+#define CAIRN_DHT_LT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cn_lt cn_lt;
+
+enum cn_lt_event_kind {
+  CN_LT_ITEM,          /* BEP 44 mutable item received: pk, seq, sig, value, authoritative */
+  CN_LT_PUT_DONE,      /* mutable put finished: pk, seq, count = nodes that stored it */
+  CN_LT_PEERS,         /* get_peers replies: ih, count endpoints in `peers` */
+  CN_LT_METADATA,      /* magnet metadata arrived: ih, torrent bytes in value */
+  CN_LT_FILE_DONE,     /* a file of a torrent is complete on disk: ih, file */
+  CN_LT_HASH_FAILED,   /* a piece failed its hash check: ih, file (piece's file) */
+  CN_LT_PEER_BANNED,   /* libtorrent banned a peer for sending bad data: ih, peer */
+  CN_LT_TORRENT_ERROR, /* a torrent stopped on an error: ih, message */
+};
+
+typedef struct {
+  enum cn_lt_event_kind kind;
+  uint8_t ih[32];
+  uint8_t pk[32];
+  uint8_t sig[64];
+  uint64_t seq;
+  int authoritative;
+  int file;
+  int count;
+  const uint8_t *value;
+  size_t value_len;
+  const char *peer;    /* "ip:port" */
+  const char *const *peers;
+  const char *message;
+} cn_lt_event;
+
+typedef void (*cn_lt_event_fn)(const cn_lt_event *ev, void *ctx);
+
+/* Starts a session listening on "IP:PORT" (port 0 = any) with settings that work on a
+ * small private network (see ../shared/LIBTORRENT-NOTES.md). node_tag (12 characters)
+ * ends the BitTorrent peer ID so other nodes can tell this node apart across restarts.
+ * Returns NULL with a message in err. */
+cn_lt *cn_lt_start(const char *listen, const char *node_tag, cn_lt_event_fn fn, void *ctx,
+                   char *err, size_t err_len);
+void cn_lt_stop(cn_lt *lt);
+/* The TCP port actually listened on, or 0 before the socket is up. */
+int cn_lt_listen_port(cn_lt *lt);
+
+/* DHT. */
+void cn_lt_dht_add_node(cn_lt *lt, const char *host, int port);
+void cn_lt_dht_put(cn_lt *lt, const uint8_t pk[32], uint64_t seq, const uint8_t sig[64],
+                   const uint8_t *value, size_t len);
+void cn_lt_dht_get(cn_lt *lt, const uint8_t pk[32]);
+void cn_lt_dht_announce(cn_lt *lt, const uint8_t ih[32], int port);
+void cn_lt_dht_get_peers(cn_lt *lt, const uint8_t ih[32]);
+
+/* Torrents. A pack is a v2-only torrent whose files are "chunks/<h0h1>/<h2h3>/<hex id>"
+ * with the chunk ID as the file's pieces root. Because the piece size is at least the
+ * largest file, every file is one piece and the torrent follows from (id, size) alone:
+ * cn_lt_pack_create needs no file data. Returns malloc'd .torrent bytes and the ih. */
+int cn_lt_pack_create(const uint8_t (*ids)[32], const uint64_t *sizes, size_t n,
+                      uint8_t **torrent, size_t *torrent_len, uint8_t ih[32], char *err,
+                      size_t err_len);
+/* Parses .torrent bytes: its ih and each file's path and size, in file order (pad files
+ * skipped; file index = the libtorrent index passed to fn). */
+typedef int (*cn_lt_file_fn)(int file, const char *path, uint64_t size, void *ctx);
+int cn_lt_torrent_parse(const uint8_t *torrent, size_t len, uint8_t ih[32], cn_lt_file_fn fn,
+                        void *ctx, char *err, size_t err_len);
+
+/* Adds a torrent from its bytes, data under save_path. seed: every file is known to be
+ * complete (no hashing at start). want_all: download every file; else all files start at
+ * priority 0 and are fetched on demand. */
+int cn_lt_add(cn_lt *lt, const uint8_t *torrent, size_t len, const char *save_path, int seed,
+              int want_all, char *err, size_t err_len);
+/* Adds a torrent known only by ih, to fetch its metadata (CN_LT_METADATA) from peers. */
+int cn_lt_add_magnet(cn_lt *lt, const uint8_t ih[32], const char *save_path);
+int cn_lt_remove(cn_lt *lt, const uint8_t ih[32]);
+int cn_lt_has(cn_lt *lt, const uint8_t ih[32]);
+/* Fetches one file now: top priority and a deadline of deadline_ms on its pieces. */
+int cn_lt_want_file(cn_lt *lt, const uint8_t ih[32], int file, int deadline_ms);
+int cn_lt_connect(cn_lt *lt, const uint8_t ih[32], const char *host, int port);
+
+typedef struct {
+  int peers, seeds;           /* connected peers; how many of them have every piece */
+  int done;                   /* every wanted piece is here */
+  double progress;            /* fraction of all pieces held */
+  uint64_t uploaded, downloaded;
+  char error[128];
+} cn_lt_status;
+int cn_lt_torrent_status(cn_lt *lt, const uint8_t ih[32], cn_lt_status *st);
+/* Connected peers of a torrent: tag = the last 12 characters of their peer ID, endpoint
+ * "ip:port", seed = holds every piece. */
+typedef int (*cn_lt_peer_fn)(const char *tag, const char *endpoint, int seed, void *ctx);
+int cn_lt_torrent_peers(cn_lt *lt, const uint8_t ih[32], cn_lt_peer_fn fn, void *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,823 @@
+/*
+ * A node: the store joined to peers through libtorrent (dht/lt.h).
+ *
+ * - Signed roots travel as BEP 44 items. Whatever arrives goes through cn_store_root_put,
+ *   which checks the signature and refuses any seq not above the high-water mark, so a
+ *   replayed or forged root never replaces a newer one.
+ * - Packs are torrents whose save path is packs/<ih>/; the objects this node already has
+ *   are hard-linked there from chunks/, so seeding reads the store itself. A downloaded
+ *   file is checked against its chunk ID, fsync'd and linked into chunks/ before any
+ *   reader sees it: a half-downloaded chunk is never visible in the store.
+ * - One maintenance thread resolves, publishes and (re)adds packs; libtorrent's alerts
+ *   arrive on the pump thread of dht/lt.cpp; readers wait on a condition variable.
+ */
+#include "dht/internal.h"
+#include "dht/lt.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FETCH_TIMEOUT_MS 30000
+#define METADATA_WAIT_MS 10000
+#define RESOLVE_EVERY_MS 2000
+#define PUBLISH_EVERY_MS 30000
+#define CONNECT_EVERY_MS 5000
+#define TICK_MS 200
+
+typedef struct {
+  uint8_t id[CN_ID_BYTES];
+  int file;
+  uint64_t size;
+} pack_file;
+
+typedef struct {
+  uint8_t ih[CN_ID_BYTES];
+  int added;        /* 0: waiting for metadata (magnet), 1: torrent added */
+  int meta_ready;   /* metadata written to packs/, re-add as a full torrent */
+  int want_all;
+  pack_file *files; /* sorted by id */
+  size_t n_files;
+  pack_file **by_index;
+  int max_index;
+} pack;
+
+typedef struct {
+  uint8_t pk[CN_PK_BYTES];
+  enum cn_follow how;
+  uint64_t handled_seq;
+  int64_t next_resolve, next_publish;
+} follow;
+
+struct cn_node {
+  cn_store *s;
+  cn_lt *lt;
+  char tag[13];
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  pack *packs;
+  size_t n_packs, cap_packs;
+  follow *fol;
+  size_t n_fol, cap_fol;
+  uint64_t items_seen; /* bumped on every BEP 44 answer, for resolve waiters */
+  uint64_t hash_failures, bans;
+  int64_t next_connect;
+  int stop;
+  pthread_t maint;
+  int sock_fd;
+  pthread_t sock_thread;
+  char sock_path[256];
+};
+
+static int64_t now_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void deadline_in(struct timespec *ts, int ms)
+{
+  clock_gettime(CLOCK_MONOTONIC, ts);
+  ts->tv_sec += ms / 1000;
+  ts->tv_nsec += (long)(ms % 1000) * 1000000;
+  if (ts->tv_nsec >= 1000000000) {
+    ts->tv_sec++;
+    ts->tv_nsec -= 1000000000;
+  }
+}
+
+static pack *find_pack(cn_node *n, const uint8_t ih[CN_ID_BYTES])
+{
+  for (size_t i = 0; i < n->n_packs; i++)
+    if (!memcmp(n->packs[i].ih, ih, CN_ID_BYTES))
+      return &n->packs[i];
+  return NULL;
+}
+
+static int cmp_file(const void *a, const void *b)
+{
+  return memcmp(((const pack_file *)a)->id, ((const pack_file *)b)->id, CN_ID_BYTES);
+}
+
+static pack_file *pack_lookup(pack *p, const uint8_t id[CN_ID_BYTES])
+{
+  pack_file key;
+  memcpy(key.id, id, CN_ID_BYTES);
+  return p->files ? bsearch(&key, p->files, p->n_files, sizeof key, cmp_file) : NULL;
+}
+
+static void pack_dir(cn_node *n, const uint8_t ih[CN_ID_BYTES], char *out, size_t len)
+{
+  char hex[CN_HEX_ID_LEN + 1];
+  cn_hex(ih, CN_ID_BYTES, hex);
+  snprintf(out, len, "%s/packs/%s", n->s->home, hex);
+}
+
+static int mkdirs_for(const char *path)
+{
+  char tmp[4096];
+  snprintf(tmp, sizeof tmp, "%s", path);
+  for (char *p = tmp + 1; *p; p++)
+    if (*p == '/') {
+      *p = 0;
+      if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+        return -errno;
+      *p = '/';
+    }
+  return 0;
+}
+
+/* ---- packs in the session ---- */
+
+typedef struct {
+  pack *p;
+  int err;
+} load_ctx;
+
+static int load_file(int file, const char *path, uint64_t size, void *ctx)
+{
+  load_ctx *l = ctx;
+  const char *base = strrchr(path, '/');
+  base = base ? base + 1 : path;
+  pack_file f = {.file = file, .size = size};
+  if (strlen(base) != CN_HEX_ID_LEN || cn_unhex(base, f.id, CN_ID_BYTES) < 0 ||
+      strncmp(path, "chunks/", 7) != 0)
+    return cn_fail(EBADMSG, "pack file %s is not a chunk", path);
+  pack *p = l->p;
+  p->files = realloc(p->files, (p->n_files + 1) * sizeof *p->files);
+  if (!p->files)
+    abort();
+  p->files[p->n_files++] = f;
+  if (file > p->max_index)
+    p->max_index = file;
+  return 0;
+}
+
+/* Adds a pack whose torrent is in packs/ (caller holds mu). */
+static int add_pack_torrent(cn_node *n, pack *p)
+{
+  uint8_t *t, ih[CN_ID_BYTES];
+  size_t len;
+  int rc = cn_store_pack_torrent(n->s, p->ih, &t, &len);
+  if (rc < 0)
+    return rc;
+  free(p->files);
+  free(p->by_index);
+  p->files = NULL;
+  p->by_index = NULL;
+  p->n_files = 0;
+  p->max_index = -1;
+  load_ctx l = {p, 0};
+  char err[256] = "";
+  rc = cn_lt_torrent_parse(t, len, ih, load_file, &l, err, sizeof err);
+  if (!rc && memcmp(ih, p->ih, CN_ID_BYTES))
+    rc = cn_fail(EBADMSG, "pack torrent does not match its info-hash");
+  if (rc < 0) {
+    free(t);
+    return *err ? cn_fail(EBADMSG, "bad pack torrent: %s", err) : rc;
+  }
+  qsort(p->files, p->n_files, sizeof *p->files, cmp_file);
+  p->by_index = calloc((size_t)p->max_index + 2, sizeof *p->by_index);
+  for (size_t i = 0; i < p->n_files; i++)
+    p->by_index[p->files[i].file] = &p->files[i];
+  /* what the store already holds becomes part of the torrent's files: no download, no
+   * copy (hard links) */
+  char dir[3800], src[4096], dst[4096], rel[80];
+  pack_dir(n, p->ih, dir, sizeof dir);
+  size_t present = 0;
+  for (size_t i = 0; i < p->n_files; i++) {
+    store_chunk_relpath(p->files[i].id, rel);
+    snprintf(src, sizeof src, "%s/%s", n->s->home, rel);
+    snprintf(dst, sizeof dst, "%s/%s", dir, rel);
+    if (access(src, F_OK) < 0)
+      continue;
+    mkdirs_for(dst);
+    if (link(src, dst) == 0 || errno == EEXIST)
+      present++;
+  }
+  rc = cn_lt_add(n->lt, t, len, dir, present == p->n_files, p->want_all, err, sizeof err);
+  free(t);
+  if (rc < 0)
+    return cn_fail(-rc, "cannot add pack: %s", err);
+  p->added = 1;
+  pthread_cond_broadcast(&n->cv);
+  return 0;
+}
+
+/* Makes sure a pack is in the session: from packs/ when we have its torrent, else by
+ * info-hash, fetching the metadata from peers (caller holds mu). */
+static void want_pack(cn_node *n, const uint8_t ih[CN_ID_BYTES], int want_all)
+{
+  pack *p = find_pack(n, ih);
+  if (p) {
+    if (want_all && !p->want_all && p->added) {
+      p->want_all = 1;
+      cn_lt_remove(n->lt, ih); /* re-add with every file wanted */
+      add_pack_torrent(n, p);
+    }
+    return;
+  }
+  if (n->n_packs == n->cap_packs) {
+    /* pack pointers are handed out under mu only, so moving them is safe */
+    n->cap_packs = n->cap_packs ? 2 * n->cap_packs : 16;
+    n->packs = realloc(n->packs, n->cap_packs * sizeof *n->packs);
+    if (!n->packs)
+      abort();
+  }
+  p = &n->packs[n->n_packs++];
+  memset(p, 0, sizeof *p);
+  memcpy(p->ih, ih, CN_ID_BYTES);
+  p->want_all = want_all;
+  p->max_index = -1;
+  uint8_t *t;
+  size_t len;
+  if (cn_store_pack_torrent(n->s, ih, &t, &len) == 0) {
+    free(t);
+    if (add_pack_torrent(n, p) < 0)
+      cn_log("pack: %s", cn_err());
+    return;
+  }
+  char dir[4096];
+  pack_dir(n, ih, dir, sizeof dir);
+  strcat(dir, ".meta");
+  cn_lt_add_magnet(n->lt, ih, dir);
+  n->next_connect = 0; /* introduce the new torrent to the known peers soon */
+}
+
+/* ---- fetching ---- */
+
+static int fetch(const uint8_t id[CN_ID_BYTES], int prefetch_only, void *ctx)
+{
+  cn_node *n = ctx;
+  char hex[CN_HEX_ID_LEN + 1], rel[80];
+  cn_hex(id, CN_ID_BYTES, hex);
+  store_chunk_relpath(id, rel);
+  struct timespec meta_deadline, deadline;
+  deadline_in(&meta_deadline, METADATA_WAIT_MS);
+  deadline_in(&deadline, FETCH_TIMEOUT_MS);
+  pthread_mutex_lock(&n->mu);
+  int asked = 0, rc = 0;
+  while (!n->stop) {
+    if (faccessat(n->s->home_fd, rel, F_OK, 0) == 0)
+      break;
+    if (!asked) {
+      pack *p = NULL;
+      pack_file *f = NULL;
+      int pending_meta = 0;
+      for (size_t i = 0; i < n->n_packs && !f; i++) {
+        if (!n->packs[i].added)
+          pending_meta = 1;
+        else if ((f = pack_lookup(&n->packs[i], id)))
+          p = &n->packs[i];
+      }
+      if (f) {
+        cn_lt_want_file(n->lt, p->ih, f->file, prefetch_only ? 1000 : 0);
+        asked = 1;
+      } else if (prefetch_only) {
+        break;
+      } else if (!pending_meta) {
+        rc = cn_fail(ENOENT, "chunk %s is in no pack this node knows", hex);
+        break;
+      } else if (pthread_cond_timedwait(&n->cv, &n->mu, &meta_deadline) == ETIMEDOUT) {
+        rc = cn_fail(ENOENT, "chunk %s: pack metadata did not arrive from any peer", hex);
+        break;
+      }
+      continue;
+    }
+    if (prefetch_only)
+      break;
+    if (pthread_cond_timedwait(&n->cv, &n->mu, &deadline) == ETIMEDOUT) {
+      rc = cn_fail(EIO, "chunk %s: no peer delivered it within %d s", hex, FETCH_TIMEOUT_MS / 1000);
+      cn_log("%s", cn_err());
+      break;
+    }
+  }
+  pthread_mutex_unlock(&n->mu);
+  return rc;
+}
+
+/* ---- alerts ---- */
+
+static void on_event(const cn_lt_event *ev, void *ctx)
+{
+  cn_node *n = ctx;
+  char hex[CN_HEX_ID_LEN + 1];
+  switch (ev->kind) {
+  case CN_LT_ITEM: {
+    cn_root root = {.seq = ev->seq, .value_len = ev->value_len};
+    cn_root_value rv;
+    if (ev->value_len <= CN_ROOT_VALUE_MAX && cn_root_value_parse(ev->value, ev->value_len, &rv) == 0) {
+      memcpy(root.sig, ev->sig, CN_SIG_BYTES);
+      memcpy(root.value, ev->value, ev->value_len);
+      int rc = cn_store_root_put(n->s, ev->pk, &root, NULL, 0);
+      char id[CN_NSID_LEN + 1];
+      cn_nsid(ev->pk, id);
+      if (rc == -EBADMSG)
+        cn_log("namespace %s: refused a root whose signature does not verify (seq %llu)", id,
+               (unsigned long long)ev->seq);
+      else if (rc == -ESTALE && ev->seq < cn_store_root_seq(n->s, ev->pk))
+        cn_log("namespace %s: refused root seq %llu, older than seq %llu seen before", id,
+               (unsigned long long)ev->seq, (unsigned long long)cn_store_root_seq(n->s, ev->pk));
+    }
+    pthread_mutex_lock(&n->mu);
+    n->items_seen++;
+    pthread_cond_broadcast(&n->cv);
+    pthread_mutex_unlock(&n->mu);
+    break;
+  }
+  case CN_LT_METADATA: {
+    uint8_t ih[CN_ID_BYTES];
+    char err[256] = "";
+    if (cn_lt_torrent_parse(ev->value, ev->value_len, ih, NULL, NULL, err, sizeof err) < 0 ||
+        memcmp(ih, ev->ih, CN_ID_BYTES))
+      break;
+    char name[128];
+    cn_hex(ih, CN_ID_BYTES, hex);
+    snprintf(name, sizeof name, "packs/%s.torrent", hex);
+    if (store_write_file_atomic(n->s->home_fd, name, ev->value, ev->value_len, 0600) < 0)
+      break;
+    pthread_mutex_lock(&n->mu);
+    pack *p = find_pack(n, ih);
+    if (p)
+      p->meta_ready = 1;
+    pthread_mutex_unlock(&n->mu);
+    break;
+  }
+  case CN_LT_FILE_DONE: {
+    pthread_mutex_lock(&n->mu);
+    pack *p = find_pack(n, ev->ih);
+    pack_file *f = p && p->by_index && ev->file >= 0 && ev->file <= p->max_index ? p->by_index[ev->file] : NULL;
+    uint8_t id[CN_ID_BYTES], ih[CN_ID_BYTES];
+    int ok = f != NULL;
+    if (ok) {
+      memcpy(id, f->id, CN_ID_BYTES);
+      memcpy(ih, p->ih, CN_ID_BYTES);
+    }
+    pthread_mutex_unlock(&n->mu);
+    if (!ok)
+      break;
+    char dir[4096], path[4200], rel[80];
+    pack_dir(n, ih, dir, sizeof dir);
+    store_chunk_relpath(id, rel);
+    snprintf(path, sizeof path, "%s/%s", dir, rel);
+    if (store_adopt_file(n->s, path, id) < 0)
+      cn_log("%s", cn_err());
+    pthread_mutex_lock(&n->mu);
+    pthread_cond_broadcast(&n->cv);
+    pthread_mutex_unlock(&n->mu);
+    break;
+  }
+  case CN_LT_HASH_FAILED:
+    cn_hex(ev->ih, CN_ID_BYTES, hex);
+    n->hash_failures++;
+    cn_log("pack %.16s: a piece from a peer failed its hash check; fetching it again", hex);
+    break;
+  case CN_LT_PEER_BANNED:
+    n->bans++;
+    cn_log("peer %s banned: it sent data that does not match its hash", ev->peer);
+    break;
+  case CN_LT_TORRENT_ERROR:
+    cn_hex(ev->ih, CN_ID_BYTES, hex);
+    cn_log("pack %.16s: %s", hex, ev->message);
+    break;
+  default:
+    break;
+  }
+}
+
+/* ---- the maintenance loop ---- */
+
+static void publish(cn_node *n, const uint8_t pk[CN_PK_BYTES])
+{
+  cn_root root;
+  if (cn_store_root_get(n->s, pk, &root) == 0)
+    cn_lt_dht_put(n->lt, pk, root.seq, root.sig, root.value, root.value_len);
+}
+
+static int connect_one(const char *host, int port, void *ctx)
+{
+  void **a = ctx;
+  cn_node *n = a[0];
+  const uint8_t *ih = a[1];
+  cn_lt_connect(n->lt, ih, host, port);
+  return 0;
+}
+
+static void handle_follow(cn_node *n, follow *f, int64_t t)
+{
+  uint64_t seq = cn_store_root_seq(n->s, f->pk);
+  if (seq > f->handled_seq) {
+    cn_root root;
+    cn_root_value rv;
+    if (cn_store_root_get(n->s, f->pk, &root) == 0 &&
+        cn_root_value_parse(root.value, root.value_len, &rv) == 0) {
+      for (size_t i = 0; i < rv.n_packs; i++)
+        want_pack(n, rv.packs[i], f->how == CN_FOLLOW_HOST);
+      f->handled_seq = seq;
+      f->next_publish = 0;
+    }
+  }
+  if (t >= f->next_resolve) {
+    cn_lt_dht_get(n->lt, f->pk);
+    f->next_resolve = t + RESOLVE_EVERY_MS;
+  }
+  if (t >= f->next_publish) {
+    publish(n, f->pk);
+    f->next_publish = t + PUBLISH_EVERY_MS;
+  }
+}
+
+static void *maintain(void *arg)
+{
+  cn_node *n = arg;
+  pthread_mutex_lock(&n->mu);
+  while (!n->stop) {
+    int64_t t = now_ms();
+    for (size_t i = 0; i < n->n_fol; i++)
+      handle_follow(n, &n->fol[i], t);
+    for (size_t i = 0; i < n->n_packs; i++) {
+      pack *p = &n->packs[i];
+      if (!p->added && p->meta_ready) {
+        cn_lt_remove(n->lt, p->ih);
+        if (add_pack_torrent(n, p) < 0)
+          cn_log("pack: %s", cn_err());
+        p->meta_ready = 0;
+      }
+    }
+    if (t >= n->next_connect) {
+      for (size_t i = 0; i < n->n_packs; i++) {
+        void *a[2] = {n, n->packs[i].ih};
+        cn_peers_foreach(n->s, connect_one, a);
+      }
+      n->next_connect = t + CONNECT_EVERY_MS;
+    }
+    struct timespec ts;
+    deadline_in(&ts, TICK_MS);
+    pthread_cond_timedwait(&n->cv, &n->mu, &ts);
+  }
+  pthread_mutex_unlock(&n->mu);
+  return NULL;
+}
+
+static void on_root(const uint8_t pk[CN_PK_BYTES], uint64_t seq, void *ctx)
+{
+  (void)pk;
+  (void)seq;
+  cn_node *n = ctx;
+  pthread_mutex_lock(&n->mu);
+  pthread_cond_broadcast(&n->cv); /* the maintenance loop picks the new root up */
+  pthread_mutex_unlock(&n->mu);
+}
+
+int cn_node_follow(cn_node *n, const uint8_t pk[CN_PK_BYTES], enum cn_follow how)
+{
+  pthread_mutex_lock(&n->mu);
+  follow *f = NULL;
+  for (size_t i = 0; i < n->n_fol; i++)
+    if (!memcmp(n->fol[i].pk, pk, CN_PK_BYTES))
+      f = &n->fol[i];
+  if (!f) {
+    if (n->n_fol == n->cap_fol) {
+      n->cap_fol = n->cap_fol ? 2 * n->cap_fol : 8;
+      n->fol = realloc(n->fol, n->cap_fol * sizeof *n->fol);
+      if (!n->fol)
+        abort();
+    }
+    f = &n->fol[n->n_fol++];
+    memset(f, 0, sizeof *f);
+    memcpy(f->pk, pk, CN_PK_BYTES);
+    f->how = how;
+  } else if (how == CN_FOLLOW_HOST && f->how != CN_FOLLOW_HOST) {
+    f->how = how;
+    f->handled_seq = 0; /* re-add its packs with every file wanted */
+  }
+  pthread_cond_broadcast(&n->cv);
+  pthread_mutex_unlock(&n->mu);
+  return 0;
+}
+
+int cn_node_resolve(cn_node *n, const uint8_t pk[CN_PK_BYTES], int wait_ms)
+{
+  pthread_mutex_lock(&n->mu);
+  uint64_t seen = n->items_seen;
+  pthread_mutex_unlock(&n->mu);
+  cn_lt_dht_get(n->lt, pk);
+  struct timespec ts;
+  deadline_in(&ts, wait_ms);
+  int rc = 0;
+  pthread_mutex_lock(&n->mu);
+  while (n->items_seen == seen && rc != ETIMEDOUT)
+    rc = pthread_cond_timedwait(&n->cv, &n->mu, &ts);
+  pthread_mutex_unlock(&n->mu);
+  return rc == ETIMEDOUT ? cn_fail(ETIMEDOUT, "no peer answered for this namespace") : 0;
+}
+
+/* ---- status ---- */
+
+typedef struct {
+  char tags[64][13];
+  char eps[64][48];
+  int counts[64];
+  size_t n;
+} seed_tally;
+
+static int tally_peer(const char *tag, const char *endpoint, int seed, void *ctx)
+{
+  seed_tally *t = ctx;
+  if (!seed)
+    return 0;
+  for (size_t i = 0; i < t->n; i++)
+    if (!strcmp(t->tags[i], tag)) {
+      t->counts[i]++;
+      return 0;
+    }
+  if (t->n < 64) {
+    snprintf(t->tags[t->n], sizeof t->tags[0], "%s", tag);
+    snprintf(t->eps[t->n], sizeof t->eps[0], "%s", endpoint);
+    t->counts[t->n++] = 1;
+  }
+  return 0;
+}
+
+int cn_node_status(cn_node *n, const uint8_t pk[CN_PK_BYTES], cn_ns_status *st)
+{
+  memset(st, 0, sizeof *st);
+  cn_root root;
+  cn_root_value rv;
+  int rc = cn_store_root_get(n->s, pk, &root);
+  if (rc < 0)
+    return rc;
+  if ((rc = cn_root_value_parse(root.value, root.value_len, &rv)) < 0)
+    return rc;
+  st->seq = root.seq;
+  st->n_packs = rv.n_packs;
+  seed_tally *t = calloc(1, sizeof *t);
+  pthread_mutex_lock(&n->mu);
+  for (size_t i = 0; i < rv.n_packs; i++) {
+    pack *p = find_pack(n, rv.packs[i]);
+    if (!p)
+      continue;
+    for (size_t j = 0; j < p->n_files; j++) {
+      char rel[80];
+      st->bytes_total += p->files[j].size;
+      store_chunk_relpath(p->files[j].id, rel);
+      if (faccessat(n->s->home_fd, rel, F_OK, 0) == 0)
+        st->bytes_local += p->files[j].size;
+    }
+    cn_lt_torrent_peers(n->lt, p->ih, tally_peer, t);
+  }
+  pthread_mutex_unlock(&n->mu);
+  /* a host holds the commit in full when it seeds every one of its packs */
+  for (size_t i = 0; i < t->n; i++)
+    if ((size_t)t->counts[i] == rv.n_packs && strcmp(t->tags[i], n->tag) && st->n_hosts < 16)
+      snprintf(st->hosts[st->n_hosts++], sizeof st->hosts[0], "%s %s", t->tags[i], t->eps[i]);
+  free(t);
+  return 0;
+}
+
+typedef struct {
+  cn_node *n;
+  int (*fn)(const char *line, void *ctx);
+  void *ctx;
+} peers_ctx;
+
+typedef struct {
+  char ep[300];
+  int connected;
+} peer_probe;
+
+static int probe_peer(const char *tag, const char *endpoint, int seed, void *ctx)
+{
+  (void)tag;
+  (void)seed;
+  peer_probe *p = ctx;
+  if (!strcmp(endpoint, p->ep))
+    p->connected = 1;
+  return 0;
+}
+
+static int list_peer(const char *host, int port, void *ctx)
+{
+  peers_ctx *pc = ctx;
+  peer_probe probe = {.connected = 0};
+  snprintf(probe.ep, sizeof probe.ep, "%s:%d", host, port);
+  pthread_mutex_lock(&pc->n->mu);
+  for (size_t i = 0; i < pc->n->n_packs && !probe.connected; i++)
+    cn_lt_torrent_peers(pc->n->lt, pc->n->packs[i].ih, probe_peer, &probe);
+  pthread_mutex_unlock(&pc->n->mu);
+  char line[400];
+  snprintf(line, sizeof line, "%s %s", probe.ep, probe.connected ? "connected" : "known");
+  return pc->fn(line, pc->ctx);
+}
+
+int cn_node_peers(cn_node *n, int (*fn)(const char *line, void *ctx), void *ctx)
+{
+  peers_ctx pc = {n, fn, ctx};
+  return cn_peers_foreach(n->s, list_peer, &pc);
+}
+
+/* ---- control socket ---- */
+
+static int sock_line(const char *line, void *ctx)
+{
+  int fd = *(int *)ctx;
+  dprintf(fd, "%s\n", line);
+  return 0;
+}
+
+static void serve_request(cn_node *n, int fd, char *req)
+{
+  req[strcspn(req, "\r\n")] = 0;
+  uint8_t pk[CN_PK_BYTES];
+  if (!strcmp(req, "peers")) {
+    cn_node_peers(n, sock_line, &fd);
+  } else if (!strncmp(req, "status ", 7) && cn_unhex(req + 7, pk, CN_PK_BYTES) == 0) {
+    cn_ns_status st;
+    if (cn_node_status(n, pk, &st) < 0) {
+      dprintf(fd, "error %s\n", cn_err());
+      return;
+    }
+    dprintf(fd, "seq %llu\npacks %zu\nbytes %llu %llu\n", (unsigned long long)st.seq, st.n_packs,
+            (unsigned long long)st.bytes_local, (unsigned long long)st.bytes_total);
+    for (size_t i = 0; i < st.n_hosts; i++)
+      dprintf(fd, "host %s\n", st.hosts[i]);
+  } else if (!strncmp(req, "host ", 5) && cn_unhex(req + 5, pk, CN_PK_BYTES) == 0) {
+    cn_node_follow(n, pk, CN_FOLLOW_HOST);
+    dprintf(fd, "ok\n");
+  } else if (!strncmp(req, "follow ", 7) && cn_unhex(req + 7, pk, CN_PK_BYTES) == 0) {
+    cn_node_follow(n, pk, CN_FOLLOW_READ);
+    dprintf(fd, "ok\n");
+  } else if (!strncmp(req, "resolve ", 8) && cn_unhex(req + 8, pk, CN_PK_BYTES) == 0) {
+    cn_node_follow(n, pk, CN_FOLLOW_READ);
+    int rc = cn_node_resolve(n, pk, 5000);
+    dprintf(fd, rc < 0 ? "error %s\n" : "ok\n", cn_err());
+  } else if (!strcmp(req, "port")) {
+    dprintf(fd, "%d\n", cn_node_port(n));
+  } else {
+    dprintf(fd, "error unknown request\n");
+  }
+}
+
+static void *serve_sock(void *arg)
+{
+  cn_node *n = arg;
+  while (!n->stop) {
+    struct pollfd p = {n->sock_fd, POLLIN, 0};
+    if (poll(&p, 1, 200) <= 0)
+      continue;
+    int fd = accept4(n->sock_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0)
+      continue;
+    char req[512];
+    ssize_t got = 0, r;
+    while (got < (ssize_t)sizeof req - 1 && (r = read(fd, req + got, sizeof req - 1 - (size_t)got)) > 0) {
+      got += r;
+      if (memchr(req, '\n', (size_t)got))
+        break;
+    }
+    req[got > 0 ? got : 0] = 0;
+    serve_request(n, fd, req);
+    close(fd);
+  }
+  return NULL;
+}
+
+int cn_node_ask(const char *home, const char *request, int (*fn)(const char *line, void *ctx), void *ctx)
+{
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  if (snprintf(a.sun_path, sizeof a.sun_path, "%s/run/node.sock", home) >= (int)sizeof a.sun_path)
+    return cn_fail(ENAMETOOLONG, "home path too long for a socket");
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+    int e = errno;
+    if (fd >= 0)
+      close(fd);
+    return cn_fail(e == ENOENT ? ENOENT : ECONNREFUSED, "no cairn node is running for %s", home);
+  }
+  dprintf(fd, "%s\n", request);
+  FILE *f = fdopen(fd, "r");
+  char line[1024];
+  int rc = 0;
+  while (!rc && fn && fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\n")] = 0;
+    rc = fn(line, ctx);
+  }
+  fclose(f);
+  return rc;
+}
+
+/* ---- start and stop ---- */
+
+static int add_node(const char *host, int port, void *ctx)
+{
+  cn_lt_dht_add_node(ctx, host, port);
+  return 0;
+}
+
+int cn_node_start(cn_store *s, const char *listen_on, cn_node **out)
+{
+  *out = NULL;
+  cn_node *n = calloc(1, sizeof *n);
+  if (!n)
+    abort();
+  n->s = s;
+  pthread_mutex_init(&n->mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&n->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  uint8_t seed[CN_SEED_BYTES];
+  cn_nskey k;
+  int rc = cn_store_node_seed(s, seed);
+  if (rc < 0) {
+    free(n);
+    return rc;
+  }
+  cn_nskey_from_seed(&k, seed);
+  char hex[2 * CN_PK_BYTES + 1];
+  cn_hex(k.pk, CN_PK_BYTES, hex);
+  cn_nskey_wipe(&k);
+  snprintf(n->tag, sizeof n->tag, "%.12s", hex);
+  char err[256] = "";
+  n->lt = cn_lt_start(listen_on, n->tag, on_event, n, err, sizeof err);
+  if (!n->lt) {
+    free(n);
+    return cn_fail(EADDRNOTAVAIL, "cannot start the peer session on %s: %s", listen_on, err);
+  }
+  /* the session binds asynchronously: a bad address shows up as no listening socket */
+  for (int i = 0; i < 100 && !cn_lt_listen_port(n->lt); i++)
+    usleep(20000);
+  if (!cn_lt_listen_port(n->lt)) {
+    cn_lt_stop(n->lt);
+    free(n);
+    return cn_fail(EADDRINUSE, "cannot listen on %s (address in use or not local)", listen_on);
+  }
+  cn_peers_foreach(s, add_node, n->lt);
+
+  char run[4096];
+  snprintf(run, sizeof run, "%s/run", s->home);
+  mkdir(run, 0700);
+  if (snprintf(n->sock_path, sizeof n->sock_path, "%.200s/run/node.sock", s->home) >= 100)
+    cn_log("home path too long for a control socket; status and sync need a shorter one");
+  n->sock_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  snprintf(a.sun_path, sizeof a.sun_path, "%.100s", n->sock_path);
+  /* a socket left by a killed node is stale: nobody answers on it */
+  if (cn_node_ask(s->home, "port", NULL, NULL) == -ECONNREFUSED || access(n->sock_path, F_OK) == 0) {
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (connect(probe, (struct sockaddr *)&a, sizeof a) < 0)
+      unlink(n->sock_path);
+    close(probe);
+  }
+  if (bind(n->sock_fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(n->sock_fd, 16) < 0) {
+    cn_log("control socket %s: %s (another node runs on this home?)", n->sock_path, strerror(errno));
+    close(n->sock_fd);
+    n->sock_fd = -1;
+  } else {
+    pthread_create(&n->sock_thread, NULL, serve_sock, n);
+  }
+  cn_store_set_fetcher(s, fetch, n);
+  cn_store_set_root_listener(s, on_root, n);
+  pthread_create(&n->maint, NULL, maintain, n);
+  *out = n;
+  return 0;
+}
+
+int cn_node_port(cn_node *n) { return cn_lt_listen_port(n->lt); }
+
+void cn_node_stop(cn_node *n)
+{
+  if (!n)
+    return;
+  cn_store_set_fetcher(n->s, NULL, NULL);
+  cn_store_set_root_listener(n->s, NULL, NULL);
+  pthread_mutex_lock(&n->mu);
+  n->stop = 1;
+  pthread_cond_broadcast(&n->cv);
+  pthread_mutex_unlock(&n->mu);
+  pthread_join(n->maint, NULL);
+  if (n->sock_fd >= 0) {
+    pthread_join(n->sock_thread, NULL);
+    close(n->sock_fd);
+    unlink(n->sock_path);
+  }
+  cn_lt_stop(n->lt);
+  for (size_t i = 0; i < n->n_packs; i++) {
+    free(n->packs[i].files);
+    free(n->packs[i].by_index);
+  }
+  free(n->packs);
+  free(n->fol);
+  pthread_cond_destroy(&n->cv);
+  pthread_mutex_destroy(&n->mu);
+  free(n);
+}

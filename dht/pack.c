@@ -1,0 +1,363 @@
+/*
+ * Signed root values, packs and the node's small config files.
+ *
+ * A pack is a BitTorrent v2 torrent over stored objects (files chunks/ab/cd/<hex>, each a
+ * single piece whose hash is its chunk ID), so it follows from the objects' IDs and sizes
+ * and any node holding the objects can seed it without hashing anything. The signed root
+ * lists a namespace's packs; merging keeps the list short (DESIGN §6: few torrents, one
+ * announce per pack).
+ */
+#include "dht/internal.h"
+#include "dht/lt.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define ROOT_VALUE_V1 1
+#define ROOT_VALUE_V2 2
+
+int cn_root_value_parse(const uint8_t *value, size_t len, cn_root_value *out)
+{
+  memset(out, 0, sizeof *out);
+  if (len >= 1 && value[0] == ROOT_VALUE_V1 && len == 1 + CN_ID_BYTES) {
+    memcpy(out->commit, value + 1, CN_ID_BYTES);
+    return 0;
+  }
+  if (len >= 2 + CN_ID_BYTES && value[0] == ROOT_VALUE_V2) {
+    size_t n = value[1 + CN_ID_BYTES];
+    if (n <= CN_PACKS_MAX && len == 2 + CN_ID_BYTES + n * CN_ID_BYTES) {
+      memcpy(out->commit, value + 1, CN_ID_BYTES);
+      out->n_packs = n;
+      memcpy(out->packs, value + 2 + CN_ID_BYTES, n * CN_ID_BYTES);
+      return 0;
+    }
+  }
+  if (len && value[0] != ROOT_VALUE_V1 && value[0] != ROOT_VALUE_V2)
+    return cn_fail(EBADMSG, "root value version %u is not supported", value[0]);
+  return cn_fail(EBADMSG, "malformed root value (%zu bytes)", len);
+}
+
+void cn_root_value_build(const cn_root_value *v, cn_root *root)
+{
+  root->value[0] = ROOT_VALUE_V2;
+  memcpy(root->value + 1, v->commit, CN_ID_BYTES);
+  root->value[1 + CN_ID_BYTES] = (uint8_t)v->n_packs;
+  memcpy(root->value + 2 + CN_ID_BYTES, v->packs, v->n_packs * CN_ID_BYTES);
+  root->value_len = 2 + CN_ID_BYTES + v->n_packs * CN_ID_BYTES;
+}
+
+static void pack_name(const uint8_t ih[CN_ID_BYTES], char out[96])
+{
+  char hex[CN_HEX_ID_LEN + 1];
+  cn_hex(ih, CN_ID_BYTES, hex);
+  snprintf(out, 96, "packs/%s.torrent", hex);
+}
+
+int cn_store_pack_torrent(cn_store *s, const uint8_t ih[CN_ID_BYTES], uint8_t **data, size_t *len)
+{
+  char name[96];
+  pack_name(ih, name);
+  int fd = openat(s->home_fd, name, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return errno == ENOENT ? cn_fail(ENOENT, "pack %s is not here", name + 6)
+                           : cn_fail(errno, "cannot open %s: %s", name, strerror(errno));
+  struct stat st;
+  uint8_t *buf = NULL;
+  int rc = 0;
+  if (fstat(fd, &st) < 0 || !(buf = malloc((size_t)st.st_size + 1)) ||
+      pread(fd, buf, (size_t)st.st_size, 0) != st.st_size)
+    rc = cn_fail(EIO, "cannot read %s", name);
+  close(fd);
+  if (rc) {
+    free(buf);
+    return rc;
+  }
+  *data = buf;
+  *len = (size_t)st.st_size;
+  return 0;
+}
+
+/* Chunk ID from a pack file path "chunks/ab/cd/<64 hex>". */
+static int id_of_path(const char *path, uint8_t id[CN_ID_BYTES])
+{
+  const char *base = strrchr(path, '/');
+  base = base ? base + 1 : path;
+  if (strlen(base) != CN_HEX_ID_LEN || cn_unhex(base, id, CN_ID_BYTES) < 0)
+    return -EBADMSG;
+  return 0;
+}
+
+typedef struct {
+  int (*fn)(const uint8_t id[CN_ID_BYTES], uint64_t size, void *ctx);
+  void *ctx;
+} foreach_ctx;
+
+static int foreach_file(int file, const char *path, uint64_t size, void *ctx)
+{
+  (void)file;
+  foreach_ctx *f = ctx;
+  uint8_t id[CN_ID_BYTES];
+  if (id_of_path(path, id) < 0)
+    return cn_fail(EBADMSG, "pack file %s is not named by a chunk ID", path);
+  return f->fn(id, size, f->ctx);
+}
+
+int cn_store_pack_foreach(cn_store *s, const uint8_t ih[CN_ID_BYTES],
+                          int (*fn)(const uint8_t id[CN_ID_BYTES], uint64_t size, void *ctx), void *ctx)
+{
+  uint8_t *t, got[CN_ID_BYTES];
+  size_t len;
+  int rc = cn_store_pack_torrent(s, ih, &t, &len);
+  if (rc < 0)
+    return rc;
+  foreach_ctx f = {fn, ctx};
+  char err[256] = "";
+  rc = cn_lt_torrent_parse(t, len, got, foreach_file, &f, err, sizeof err);
+  free(t);
+  if (rc < 0 && *err)
+    return cn_fail(EBADMSG, "bad pack torrent: %s", err);
+  if (!rc && memcmp(got, ih, CN_ID_BYTES))
+    return cn_fail(EBADMSG, "pack torrent does not match its name");
+  return rc;
+}
+
+typedef struct {
+  uint8_t (*ids)[CN_ID_BYTES];
+  uint64_t *sizes;
+  size_t n, cap;
+} obj_list;
+
+static int list_add(const uint8_t id[CN_ID_BYTES], uint64_t size, void *ctx)
+{
+  obj_list *l = ctx;
+  if (l->n == l->cap) {
+    l->cap = l->cap ? 2 * l->cap : 256;
+    l->ids = realloc(l->ids, l->cap * CN_ID_BYTES);
+    l->sizes = realloc(l->sizes, l->cap * sizeof *l->sizes);
+    if (!l->ids || !l->sizes)
+      abort();
+  }
+  memcpy(l->ids[l->n], id, CN_ID_BYTES);
+  l->sizes[l->n++] = size;
+  return 0;
+}
+
+static int write_pack(cn_store *s, obj_list *l, uint8_t ih[CN_ID_BYTES])
+{
+  uint8_t *t;
+  size_t len;
+  char err[256];
+  int rc = cn_lt_pack_create((const uint8_t(*)[32])l->ids, l->sizes, l->n, &t, &len, ih, err, sizeof err);
+  if (rc < 0)
+    return cn_fail(-rc, "cannot make a pack: %s", err);
+  char name[96];
+  pack_name(ih, name);
+  if (mkdirat(s->home_fd, "packs", 0700) < 0 && errno != EEXIST)
+    rc = -errno;
+  if (!rc && faccessat(s->home_fd, name, F_OK, 0) < 0)
+    rc = store_write_file_atomic(s->home_fd, name, t, len, 0600);
+  free(t);
+  return rc < 0 ? cn_fail(-rc, "cannot write %s: %s", name, strerror(-rc)) : 0;
+}
+
+static ssize_t pack_objects(cn_store *s, const uint8_t ih[CN_ID_BYTES])
+{
+  obj_list l = {0};
+  int rc = cn_store_pack_foreach(s, ih, list_add, &l);
+  free(l.ids);
+  free(l.sizes);
+  return rc < 0 ? rc : (ssize_t)l.n;
+}
+
+int cn_store_pack_add(cn_store *s, cn_root_value *v, const uint8_t (*ids)[CN_ID_BYTES], size_t n)
+{
+  obj_list l = {0};
+  int rc = 0;
+  for (size_t i = 0; !rc && i < n; i++) {
+    char rel[80];
+    struct stat st;
+    store_chunk_relpath(ids[i], rel);
+    if (fstatat(s->home_fd, rel, &st, 0) < 0)
+      rc = cn_fail(errno, "cannot pack %s: %s", rel, strerror(errno));
+    else
+      list_add(ids[i], (uint64_t)st.st_size, &l);
+  }
+  uint8_t ih[CN_ID_BYTES];
+  if (!rc && l.n)
+    rc = write_pack(s, &l, ih);
+  if (!rc && l.n) {
+    if (v->n_packs == CN_PACKS_MAX) /* cannot happen while merging below works */
+      rc = cn_fail(EOVERFLOW, "namespace has too many packs");
+    else
+      memcpy(v->packs[v->n_packs++], ih, CN_ID_BYTES);
+  }
+  /* Merge the last two while the older is at most twice the newer (a binary counter), or
+   * while the list is full: merging only reads torrents, never chunk data. */
+  while (!rc && v->n_packs >= 2) {
+    ssize_t older = pack_objects(s, v->packs[v->n_packs - 2]);
+    ssize_t newer = pack_objects(s, v->packs[v->n_packs - 1]);
+    if (older < 0 || newer < 0)
+      break; /* a pack this node has not got: leave the list as it is */
+    if (older > 2 * newer && v->n_packs < CN_PACKS_MAX - 1)
+      break;
+    l.n = 0;
+    rc = cn_store_pack_foreach(s, v->packs[v->n_packs - 2], list_add, &l);
+    if (!rc)
+      rc = cn_store_pack_foreach(s, v->packs[v->n_packs - 1], list_add, &l);
+    if (!rc)
+      rc = write_pack(s, &l, ih);
+    if (!rc)
+      memcpy(v->packs[--v->n_packs - 1], ih, CN_ID_BYTES);
+  }
+  free(l.ids);
+  free(l.sizes);
+  return rc;
+}
+
+/* ---- peers and config ---- */
+
+int cn_parse_hostport(const char *str, char *host, size_t host_len, int *port)
+{
+  const char *colon;
+  size_t hl;
+  const char *h = str;
+  if (*str == '[') {
+    const char *end = strchr(str, ']');
+    if (!end || end[1] != ':')
+      return cn_fail(EINVAL, "'%s' is not HOST:PORT", str);
+    h = str + 1;
+    hl = (size_t)(end - h);
+    colon = end + 1;
+  } else {
+    colon = strrchr(str, ':');
+    if (!colon)
+      return cn_fail(EINVAL, "'%s' is not HOST:PORT (no port)", str);
+    hl = (size_t)(colon - str);
+  }
+  char *end;
+  long p = strtol(colon + 1, &end, 10);
+  if (!hl || hl >= host_len || *end || colon[1] == 0 || p < 0 || p > 65535)
+    return cn_fail(EINVAL, "'%s' is not HOST:PORT (port 0-65535)", str);
+  for (size_t i = 0; i < hl; i++)
+    if (h[i] <= ' ' || h[i] == 0x7f)
+      return cn_fail(EINVAL, "'%s' is not HOST:PORT", str);
+  memcpy(host, h, hl);
+  host[hl] = 0;
+  *port = (int)p;
+  return 0;
+}
+
+static int read_small(cn_store *s, const char *name, char **out)
+{
+  *out = NULL;
+  int fd = openat(s->home_fd, name, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return errno == ENOENT ? 0 : -errno;
+  char *buf = malloc(65537);
+  ssize_t n = buf ? read(fd, buf, 65536) : -1;
+  close(fd);
+  if (n < 0) {
+    free(buf);
+    return -EIO;
+  }
+  buf[n] = 0;
+  *out = buf;
+  return 0;
+}
+
+int cn_peers_foreach(cn_store *s, int (*fn)(const char *host, int port, void *ctx), void *ctx)
+{
+  char *text;
+  int rc = read_small(s, "peers", &text);
+  if (rc < 0 || !text)
+    return rc;
+  char *save, *line;
+  for (line = strtok_r(text, "\n", &save); line && !rc; line = strtok_r(NULL, "\n", &save)) {
+    char host[256];
+    int port;
+    if (*line == '#' || !*line || cn_parse_hostport(line, host, sizeof host, &port) < 0)
+      continue;
+    rc = fn(host, port, ctx);
+  }
+  free(text);
+  return rc;
+}
+
+static int update_file(cn_store *s, const char *name, const char *key, const char *line)
+{
+  /* serialised like the keyring: one updater at a time, atomic replace */
+  char lockname[64];
+  snprintf(lockname, sizeof lockname, "%s.lock", name);
+  int lfd = openat(s->home_fd, lockname, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lfd < 0 || flock(lfd, LOCK_EX) < 0)
+    return cn_fail(errno, "cannot lock %s: %s", lockname, strerror(errno));
+  char *text;
+  int rc = read_small(s, name, &text);
+  cn_buf out = {0};
+  int present = 0;
+  if (!rc && text) {
+    char *save, *l;
+    for (l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+      if (key ? strncmp(l, key, strlen(key)) == 0 : strcmp(l, line) == 0) {
+        if (!key)
+          present = 1;
+        else
+          continue;
+      }
+      cn_buf_put(&out, l, strlen(l));
+      cn_buf_u8(&out, '\n');
+    }
+  }
+  if (!rc && !present) {
+    cn_buf_put(&out, line, strlen(line));
+    cn_buf_u8(&out, '\n');
+    rc = store_write_file_atomic(s->home_fd, name, out.p, out.len, 0600);
+  }
+  free(text);
+  cn_buf_free(&out);
+  close(lfd);
+  return rc < 0 ? cn_fail(-rc, "cannot update %s: %s", name, strerror(-rc)) : 0;
+}
+
+int cn_peers_add(cn_store *s, const char *hostport)
+{
+  char host[256];
+  int port;
+  int rc = cn_parse_hostport(hostport, host, sizeof host, &port);
+  if (rc < 0)
+    return rc;
+  if (port == 0)
+    return cn_fail(EINVAL, "'%s': a peer needs a port other than 0", hostport);
+  return update_file(s, "peers", NULL, hostport);
+}
+
+int cn_config_listen(cn_store *s, char *out, size_t len)
+{
+  char *text;
+  snprintf(out, len, "0.0.0.0:0");
+  int rc = read_small(s, "config", &text);
+  if (rc < 0 || !text)
+    return rc;
+  char *save, *line;
+  for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+    if (strncmp(line, "listen ", 7) == 0)
+      snprintf(out, len, "%s", line + 7);
+  free(text);
+  return 0;
+}
+
+int cn_config_set_listen(cn_store *s, const char *hostport)
+{
+  char host[256], line[300];
+  int port;
+  int rc = cn_parse_hostport(hostport, host, sizeof host, &port);
+  if (rc < 0)
+    return rc;
+  snprintf(line, sizeof line, "listen %s", hostport);
+  return update_file(s, "config", "listen ", line);
+}
