@@ -118,6 +118,10 @@ int cn_parse_hostport(const char *s, char *host, size_t host_len, int *port);
 int cn_config_listen(cn_store *s, char *out, size_t len);
 int cn_config_set_listen(cn_store *s, const char *hostport);
 
+/* Namespaces this node hosts (`cairn host`), persisted in $CAIRN_HOME/hosted as IDs. */
+int cn_hosted_add(cn_store *s, const uint8_t pk[CN_PK_BYTES]);
+int cn_hosted_has(cn_store *s, const uint8_t pk[CN_PK_BYTES]);
+
 typedef struct cn_node cn_node;
 
 /* How a node treats a namespace. */
@@ -136,8 +140,8 @@ int cn_node_port(cn_node *n);
  * a higher seq than ever seen), keeps its packs added, and (HOST, or when this node holds
  * every object of the latest commit) seeds them and re-publishes the root. */
 int cn_node_follow(cn_node *n, const uint8_t pk[CN_PK_BYTES], enum cn_follow how);
-/* Asks the DHT now and waits up to wait_ms for an answer: 0 when the stored root is the
- * newest any peer offered (or newer), -ETIMEDOUT when nobody answered. */
+/* Asks the DHT (again every half second) until this node has a root for pk, at most
+ * wait_ms: 0 once it has one, -ETIMEDOUT when no peer offered any. */
 int cn_node_resolve(cn_node *n, const uint8_t pk[CN_PK_BYTES], int wait_ms);
 
 /* Holders of a namespace's latest commit: peers that have every pack of it in full. */

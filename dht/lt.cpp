@@ -130,6 +130,9 @@ void cn_lt::handle(lt::alert *a) {
   } else if (auto *md = lt::alert_cast<lt::metadata_received_alert>(a)) {
     auto ti = md->handle.torrent_file();
     if (!ti) return;
+    // Only the metadata was wanted; the full torrent is added again by the caller.
+    md->handle.prioritize_files(
+        std::vector<lt::download_priority_t>(static_cast<size_t>(ti->num_files()), lt::dont_download));
     lt::create_torrent ct(*ti);
     std::vector<char> buf;
     lt::bencode(std::back_inserter(buf), ct.generate());
@@ -161,6 +164,9 @@ void cn_lt::handle(lt::alert *a) {
     torrent_ih(te->handle);
     ev.message = msg.c_str();
     fn(&ev, ctx);
+  } else if (getenv("CAIRN_LT_DEBUG") && (a->category() & (lt::alert_category::peer | lt::alert_category::connect | lt::alert_category::error | lt::alert_category::status | lt::alert_category::peer_log))) {
+    fprintf(stderr, "lt: %s\n", a->message().c_str());
+    if (lt::alert_cast<lt::peer_connect_alert>(a) || lt::alert_cast<lt::incoming_connection_alert>(a)) set_nodelay_all();
   } else if (lt::alert_cast<lt::peer_connect_alert>(a) ||
              lt::alert_cast<lt::incoming_connection_alert>(a)) {
     set_nodelay_all();
@@ -219,7 +225,8 @@ extern "C" cn_lt *cn_lt_start(const char *listen, const char *node_tag, cn_lt_ev
                lt::alert_category::error | lt::alert_category::status |
                    lt::alert_category::dht | lt::alert_category::storage |
                    lt::alert_category::file_progress | lt::alert_category::peer |
-                   lt::alert_category::connect | lt::alert_category::dht_operation);
+                   lt::alert_category::connect | lt::alert_category::dht_operation |
+                   (getenv("CAIRN_LT_PEERLOG") ? lt::alert_category::peer_log : lt::alert_category_t{}));
     auto *l = new cn_lt;
     l->fn = fn;
     l->ctx = ctx;
@@ -394,7 +401,9 @@ extern "C" int cn_lt_add(cn_lt *l, const uint8_t *torrent, size_t len, const cha
         lt::from_span);
     p.save_path = save_path;
     p.flags &= ~(lt::torrent_flags::auto_managed | lt::torrent_flags::paused);
-    if (seed) p.flags |= lt::torrent_flags::seed_mode;
+    // seed_mode makes 2.0.8 announce HAVE_NONE for v2 torrents; resume data saying every
+    // piece is here (checked against file sizes, not hashed) gives a working seed.
+    if (seed) p.have_pieces.resize(p.ti->num_pieces(), true);
     if (!want_all)
       p.file_priorities.assign(static_cast<size_t>(p.ti->num_files()), lt::dont_download);
     lt::sha256_hash ih = p.ti->info_hashes().v2;
@@ -418,8 +427,6 @@ extern "C" int cn_lt_add_magnet(cn_lt *l, const uint8_t ih[32], const char *save
     p.info_hashes.v2 = to_sha256(ih);
     p.save_path = save_path;
     p.flags &= ~(lt::torrent_flags::auto_managed | lt::torrent_flags::paused);
-    // Only the metadata is wanted: stop the moment it arrives.
-    p.flags |= lt::torrent_flags::stop_when_ready;
     {
       std::lock_guard<std::mutex> g(l->mu);
       if (l->torrents.count(p.info_hashes.v2)) return 0;

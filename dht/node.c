@@ -506,18 +506,20 @@ int cn_node_follow(cn_node *n, const uint8_t pk[CN_PK_BYTES], enum cn_follow how
 
 int cn_node_resolve(cn_node *n, const uint8_t pk[CN_PK_BYTES], int wait_ms)
 {
-  pthread_mutex_lock(&n->mu);
-  uint64_t seen = n->items_seen;
-  pthread_mutex_unlock(&n->mu);
-  cn_lt_dht_get(n->lt, pk);
-  struct timespec ts;
-  deadline_in(&ts, wait_ms);
-  int rc = 0;
-  pthread_mutex_lock(&n->mu);
-  while (n->items_seen == seen && rc != ETIMEDOUT)
-    rc = pthread_cond_timedwait(&n->cv, &n->mu, &ts);
-  pthread_mutex_unlock(&n->mu);
-  return rc == ETIMEDOUT ? cn_fail(ETIMEDOUT, "no peer answered for this namespace") : 0;
+  int64_t until = now_ms() + wait_ms;
+  /* the routing table may still be filling: ask again until an answer lands */
+  while (cn_store_root_seq(n->s, pk) == 0) {
+    int64_t left = until - now_ms();
+    if (left <= 0)
+      return cn_fail(ETIMEDOUT, "no peer offered a root for this namespace");
+    cn_lt_dht_get(n->lt, pk);
+    struct timespec ts;
+    deadline_in(&ts, left < 500 ? (int)left : 500);
+    pthread_mutex_lock(&n->mu);
+    pthread_cond_timedwait(&n->cv, &n->mu, &ts);
+    pthread_mutex_unlock(&n->mu);
+  }
+  return 0;
 }
 
 /* ---- status ---- */
@@ -659,6 +661,19 @@ static void serve_request(cn_node *n, int fd, char *req)
     cn_node_follow(n, pk, CN_FOLLOW_READ);
     int rc = cn_node_resolve(n, pk, 5000);
     dprintf(fd, rc < 0 ? "error %s\n" : "ok\n", cn_err());
+  } else if (!strcmp(req, "packs")) {
+    /* for people and tests: what the session holds */
+    pthread_mutex_lock(&n->mu);
+    for (size_t i = 0; i < n->n_packs; i++) {
+      char hex[CN_HEX_ID_LEN + 1];
+      cn_lt_status st;
+      cn_hex(n->packs[i].ih, CN_ID_BYTES, hex);
+      cn_lt_torrent_status(n->lt, n->packs[i].ih, &st);
+      dprintf(fd, "%s %s files %zu peers %d seeds %d progress %.3f%s%s\n", hex,
+              n->packs[i].added ? "added" : "metadata", n->packs[i].n_files, st.peers, st.seeds,
+              st.progress, st.error[0] ? " error " : "", st.error);
+    }
+    pthread_mutex_unlock(&n->mu);
   } else if (!strcmp(req, "port")) {
     dprintf(fd, "%d\n", cn_node_port(n));
   } else {

@@ -361,3 +361,24 @@ int cn_config_set_listen(cn_store *s, const char *hostport)
   snprintf(line, sizeof line, "listen %s", hostport);
   return update_file(s, "config", "listen ", line);
 }
+
+int cn_hosted_add(cn_store *s, const uint8_t pk[CN_PK_BYTES])
+{
+  char id[CN_NSID_LEN + 1];
+  cn_nsid(pk, id);
+  return update_file(s, "hosted", NULL, id);
+}
+
+int cn_hosted_has(cn_store *s, const uint8_t pk[CN_PK_BYTES])
+{
+  char id[CN_NSID_LEN + 1], *text;
+  cn_nsid(pk, id);
+  if (read_small(s, "hosted", &text) < 0 || !text)
+    return 0;
+  int found = 0;
+  char *save, *line;
+  for (line = strtok_r(text, "\n", &save); line && !found; line = strtok_r(NULL, "\n", &save))
+    found = !strcmp(line, id);
+  free(text);
+  return found;
+}

@@ -72,6 +72,8 @@ typedef struct {
   int commit_interval_s;   /* batch commit timer; 0 means the default (5 s) */
   const char *fuse_options; /* extra -o options for libfuse (allow_other, ...), or NULL */
   int debug;
+  const char *listen;      /* peer address "HOST:PORT"; NULL: the home's config */
+  int offline;             /* no peer network at all */
 } cn_mount_opts;
 /* Serves every namespace in home's keyring at mountpoint until it is unmounted. Writes
  * are committed on fsync, on the timer and at unmount. Returns 0 after a clean unmount. */

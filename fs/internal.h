@@ -51,6 +51,7 @@ struct cn_ns {
   size_t n_touched, cap_touched;
   uint64_t staged_bytes;
   int dirty;
+  cn_ns *retired_next; /* the mount's list of trees replaced by newer commits */
 };
 
 /* objects */

@@ -35,6 +35,8 @@
 #include <unistd.h>
 
 #define DEFAULT_COMMIT_INTERVAL 5
+#define RESOLVE_WAIT_MS 10000
+#define REFRESH_EVERY_S 1
 #define INODE_BUCKETS (1u << 18)
 /* Every change to a namespace goes through this mount (the writer lock keeps other
  * processes out, snapshots never change), so the kernel may cache names and attributes. */
@@ -95,6 +97,8 @@ struct mount_ns {
   inode *dirty_files;
   inode *snapdir;      /* .snapshots, once looked up */
   mount_ns *snapshots; /* opened snapshots (read-only), kept until unmount */
+  cn_ns *retired;      /* trees replaced by newer remote commits: inodes may still point
+                          into them, so they live until unmount (linked by retired_next) */
   char snapshot_name[SNAPSHOT_NAME_MAX]; /* set on a snapshot */
   mount_ns *next;
 };
@@ -114,6 +118,7 @@ static struct {
   int stopping;
   struct fuse_session *se;
   int pushes; /* threads in fuse_lowlevel_notify_store (under lock) */
+  cn_node *node; /* the peer network, NULL when offline */
 } M;
 
 /* ---- inodes ---- */
@@ -314,6 +319,13 @@ static int attach_ns(const cn_nskey *key, mount_ns **out)
     return 0;
   }
   cn_ns *ns;
+  if (M.node) {
+    cn_node_follow(M.node, key->pk, cn_hosted_has(M.store, key->pk) ? CN_FOLLOW_HOST : CN_FOLLOW_READ);
+    /* a namespace never seen here: wait for its root rather than show it empty */
+    if (key->access != CN_ACCESS_WRITE && cn_store_root_seq(M.store, key->pk) == 0 &&
+        cn_node_resolve(M.node, key->pk, RESOLVE_WAIT_MS) < 0)
+      cn_log("namespace: %s; showing it empty until one arrives", cn_err());
+  }
   int rc = cn_ns_open(M.store, key, key->access == CN_ACCESS_WRITE, &ns);
   if (rc < 0)
     return rc;
@@ -967,16 +979,78 @@ static int commit_all(int all)
   return rc;
 }
 
+/* A namespace held read-only follows its writer: when a newer root has been accepted
+ * (from peers), the new tree replaces the old one and the kernel forgets the names it
+ * cached under the namespace root, so the next lookups see the new tree. Returns the
+ * names to invalidate (caller frees), under M.lock. */
+static char **refresh_ns(mount_ns *m, size_t *n_names)
+{
+  *n_names = 0;
+  if (m->ns->key.access != CN_ACCESS_READ || m->snapshot_name[0])
+    return NULL;
+  if (cn_store_root_seq(M.store, m->ns->key.pk) <= cn_ns_seq(m->ns))
+    return NULL;
+  cn_ns *fresh;
+  if (cn_ns_open(M.store, &m->ns->key, 0, &fresh) < 0 || fs_dir_load(fresh, &fresh->root, NULL) < 0) {
+    cn_log("namespace %s: cannot load its new commit yet: %s", m->id, cn_err());
+    return NULL;
+  }
+  cn_dir *old_dir = m->ns->root.dir;
+  char **names = calloc(1, sizeof *names); /* non-NULL: refreshed, even with no names */
+  size_t cap = 1;
+  for (size_t i = 0; old_dir && i < old_dir->n; i++) {
+    if (*n_names == cap) {
+      cap = cap ? 2 * cap : 64;
+      names = realloc(names, cap * sizeof *names);
+    }
+    names[(*n_names)++] = strdup(old_dir->ents[i]->name);
+  }
+  m->ns->retired_next = m->retired;
+  m->retired = m->ns;
+  m->ns = fresh;
+  m->root->entry = &fresh->root;
+  fresh->root.inode = m->root;
+  m->root->read_gen++;
+  cn_log("namespace %s: now at seq %llu from peers", m->id, (unsigned long long)cn_ns_seq(fresh));
+  return names;
+}
+
+static void refresh_all(void)
+{
+  for (mount_ns *m = M.namespaces; m; m = m->next) {
+    size_t n = 0;
+    char **names = refresh_ns(m, &n);
+    if (!names)
+      continue;
+    fuse_ino_t parent = m->root->ino;
+    pthread_mutex_unlock(&M.lock); /* the kernel may call back in while invalidating */
+    fuse_lowlevel_notify_inval_inode(M.se, parent, 0, 0);
+    for (size_t i = 0; i < n; i++) {
+      fuse_lowlevel_notify_inval_entry(M.se, parent, names[i], strlen(names[i]));
+      free(names[i]);
+    }
+    free(names);
+    pthread_mutex_lock(&M.lock);
+  }
+}
+
 static void *commit_timer(void *arg)
 {
   pthread_mutex_lock(&M.lock);
+  int64_t next_commit = fs_now_ns() + (int64_t)M.commit_interval * 1000000000;
   while (!M.stopping) {
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += M.commit_interval;
+    until.tv_sec += M.node ? REFRESH_EVERY_S : M.commit_interval;
     pthread_cond_timedwait(&M.wake, &M.lock, &until);
-    if (!M.stopping)
+    if (M.stopping)
+      break;
+    if (M.node)
+      refresh_all();
+    if (fs_now_ns() >= next_commit) {
       commit_all(0);
+      next_commit = fs_now_ns() + (int64_t)M.commit_interval * 1000000000;
+    }
   }
   pthread_mutex_unlock(&M.lock);
   return NULL;
@@ -1699,6 +1773,11 @@ static void detach_all(void)
       free(snap);
     }
     cn_ns_close(m->ns);
+    while (m->retired) {
+      cn_ns *old = m->retired;
+      m->retired = old->retired_next;
+      cn_ns_close(old);
+    }
     free(m);
   }
   for (size_t b = 0; b < INODE_BUCKETS; b++)
@@ -1791,6 +1870,17 @@ int cn_mount(const char *home, const cn_mount_opts *opts)
   M.commit_interval = opts->commit_interval_s > 0 ? opts->commit_interval_s : DEFAULT_COMMIT_INTERVAL;
   M.se = se;
   rc = cn_store_open(home, &M.store);
+  if (rc == 0 && !opts->offline) {
+    char listen_on[300];
+    if (opts->listen)
+      snprintf(listen_on, sizeof listen_on, "%s", opts->listen);
+    else
+      cn_config_listen(M.store, listen_on, sizeof listen_on);
+    if (cn_node_start(M.store, listen_on, &M.node) < 0)
+      cn_log("working offline: %s", cn_err());
+    else
+      cn_log("peers: listening on port %d", cn_node_port(M.node));
+  }
   if (rc == 0) {
     attach_keyring();
     pthread_create(&M.timer, NULL, commit_timer, NULL);
@@ -1811,6 +1901,9 @@ int cn_mount(const char *home, const cn_mount_opts *opts)
   fuse_session_destroy(se); /* runs destroy: the last commit */
   pthread_mutex_lock(&M.lock);
   commit_all(1);
+  pthread_mutex_unlock(&M.lock);
+  cn_node_stop(M.node); /* its threads read the store and the trees: stop them first */
+  pthread_mutex_lock(&M.lock);
   detach_all();
   pthread_mutex_unlock(&M.lock);
   cn_store_close(M.store);

@@ -108,11 +108,28 @@ static void attr_from_stat(cn_attr *a, const struct stat *st)
 
 static int cmd_init(int argc, char **argv)
 {
-  if (argc > 1)
+  static const struct option opts[] = {{"listen", required_argument, 0, 'l'}, {0, 0, 0, 0}};
+  const char *listen_on = NULL;
+  int c;
+  while ((c = getopt_long(argc, argv, "l:", opts, NULL)) != -1) {
+    if (c != 'l')
+      return usage_error("unknown option");
+    listen_on = optarg;
+  }
+  if (optind < argc)
     return usage_error("unexpected argument");
   int rc = cn_store_init(home);
   if (rc < 0)
     return fail(EXIT_FAIL, "%s", cn_err());
+  if (listen_on) {
+    cn_store *s;
+    if (open_store(&s))
+      return EXIT_FAIL;
+    rc = cn_config_set_listen(s, listen_on);
+    cn_store_close(s);
+    if (rc < 0)
+      return fail_rc(rc, "--listen");
+  }
   printf("cairn home ready at %s\n", home);
   return EXIT_OK;
 }
@@ -853,13 +870,24 @@ static int cmd_mount(int argc, char **argv)
                                        {"options", required_argument, 0, 'o'},
                                        {"commit-interval", required_argument, 0, 'c'},
                                        {"debug", no_argument, 0, 'd'},
+                                       {"listen", required_argument, 0, 'l'},
+                                       {"offline", no_argument, 0, 'n'},
                                        {0, 0, 0, 0}};
   cn_mount_opts o = {0};
   char fuse_options[1024] = "";
   int c;
-  while ((c = getopt_long(argc, argv, "fo:c:d", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "fo:c:dl:n", opts, NULL)) != -1) {
     switch (c) {
     case 'f': o.foreground = 1; break;
+    case 'l': {
+      char host[256];
+      int port;
+      if (cn_parse_hostport(optarg, host, sizeof host, &port) < 0)
+        return fail(EXIT_USAGE, "--listen: %s", cn_err());
+      o.listen = optarg;
+      break;
+    }
+    case 'n': o.offline = 1; break;
     case 'd': o.debug = 1; o.foreground = 1; break;
     case 'o':
       if (parse_mount_options(optarg, &o, fuse_options, sizeof fuse_options) < 0)
@@ -938,17 +966,356 @@ static int mount_helper(int argc, char **argv)
   return run_mount(&o);
 }
 
+/* ---- peers: serve, peers, host, status, sync ---- */
+
+static volatile sig_atomic_t stop_requested;
+static void on_stop_signal(int sig) { (void)sig; stop_requested = 1; }
+
+/* Follows every namespace in the keyring: hosted ones in full, the rest on demand. */
+static int follow_keyring(cn_store *s, cn_node *node)
+{
+  cn_keyring kr;
+  int rc = cn_keyring_load(home, 0, &kr);
+  if (rc < 0)
+    return rc;
+  for (size_t i = 0; i < kr.n; i++)
+    cn_node_follow(node, kr.entries[i].key.pk,
+                   cn_hosted_has(s, kr.entries[i].key.pk) ? CN_FOLLOW_HOST : CN_FOLLOW_READ);
+  cn_keyring_free(&kr);
+  return 0;
+}
+
+static int start_node(cn_store *s, const char *listen_on, cn_node **node)
+{
+  char addr[300];
+  if (listen_on)
+    snprintf(addr, sizeof addr, "%s", listen_on);
+  else
+    cn_config_listen(s, addr, sizeof addr);
+  int rc = cn_node_start(s, addr, node);
+  if (rc < 0)
+    return fail(EXIT_FAIL, "%s", cn_err());
+  return follow_keyring(s, *node) < 0 ? fail(EXIT_FAIL, "%s", cn_err()) : 0;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+  static const struct option opts[] = {{"listen", required_argument, 0, 'l'}, {0, 0, 0, 0}};
+  const char *listen_on = NULL;
+  int c;
+  while ((c = getopt_long(argc, argv, "l:", opts, NULL)) != -1) {
+    if (c != 'l')
+      return usage_error("unknown option");
+    char host[256];
+    int port;
+    if (cn_parse_hostport(optarg, host, sizeof host, &port) < 0)
+      return fail(EXIT_USAGE, "--listen: %s", cn_err());
+    listen_on = optarg;
+  }
+  if (optind < argc)
+    return usage_error("unexpected argument");
+  cn_store *s;
+  cn_node *node;
+  if (open_store(&s))
+    return EXIT_FAIL;
+  if (start_node(s, listen_on, &node)) {
+    cn_store_close(s);
+    return EXIT_FAIL;
+  }
+  cn_log("serving %s on port %d", home, cn_node_port(node));
+  signal(SIGINT, on_stop_signal);
+  signal(SIGTERM, on_stop_signal);
+  /* the keyring may grow (cairn host / ns add): follow new entries as they appear */
+  while (!stop_requested) {
+    usleep(200 * 1000);
+    follow_keyring(s, node);
+  }
+  cn_log("stopping");
+  cn_node_stop(node);
+  cn_store_close(s);
+  return EXIT_OK;
+}
+
+static int print_line(const char *line, void *ctx)
+{
+  (void)ctx;
+  printf("%s\n", line);
+  return 0;
+}
+
+static int print_peer(const char *host, int port, void *ctx)
+{
+  (void)ctx;
+  printf("%s:%d known (no node running here)\n", host, port);
+  return 0;
+}
+
+static int cmd_peers(int argc, char **argv)
+{
+  if (argc >= 2 && strcmp(argv[1], "add") != 0)
+    return usage_error("expected nothing, or add HOST:PORT...");
+  cn_store *s;
+  if (open_store(&s))
+    return EXIT_FAIL;
+  int rc = 0;
+  if (argc >= 2) {
+    if (argc < 3) {
+      cn_store_close(s);
+      return usage_error("expected add HOST:PORT...");
+    }
+    for (int i = 2; i < argc && rc >= 0; i++)
+      rc = cn_peers_add(s, argv[i]);
+  } else if (cn_node_ask(home, "peers", print_line, NULL) < 0) {
+    rc = cn_peers_foreach(s, print_peer, NULL);
+  }
+  cn_store_close(s);
+  return rc < 0 ? fail_rc(rc, "peers") : EXIT_OK;
+}
+
+static int cmd_host(int argc, char **argv)
+{
+  if (argc != 2)
+    return usage_error("expected one namespace cap (a verify-cap is enough)");
+  cn_cap cap;
+  cn_nskey key;
+  if (cn_cap_parse(argv[1], &cap) < 0 || cn_nskey_from_cap(&key, &cap) < 0)
+    return fail(EXIT_USAGE, "malformed cap: %s", cn_err());
+  cn_keyring kr;
+  int rc = cn_keyring_load(home, 1, &kr);
+  if (!rc)
+    rc = cn_keyring_add(&kr, &key, "");
+  if (!rc)
+    rc = cn_keyring_save(&kr);
+  cn_keyring_free(&kr);
+  cn_store *s;
+  if (!rc && open_store(&s) == 0) {
+    rc = cn_hosted_add(s, key.pk);
+    cn_store_close(s);
+  }
+  if (rc < 0)
+    return fail(EXIT_FAIL, "%s", cn_err());
+  char id[CN_NSID_LEN + 1], req[128], hex[2 * CN_PK_BYTES + 1];
+  cn_nsid(key.pk, id);
+  cn_hex(key.pk, CN_PK_BYTES, hex);
+  snprintf(req, sizeof req, "host %s", hex);
+  int running = cn_node_ask(home, req, NULL, NULL) == 0;
+  printf("%s hosted%s\n", id, running ? "" : " (a node starts hosting it with 'cairn serve' or 'cairn mount')");
+  cn_nskey_wipe(&key);
+  return EXIT_OK;
+}
+
+/* Resolves NS through the keyring to its key. */
+static int ns_key(const char *name, cn_nskey *key)
+{
+  cn_keyring kr;
+  int held, rc = cn_keyring_load(home, 0, &kr);
+  if (!rc)
+    rc = cn_keyring_resolve(&kr, name, key, &held);
+  cn_keyring_free(&kr);
+  return rc < 0 ? fail_rc(rc, name) : 0;
+}
+
+typedef struct {
+  uint64_t seq, local, total;
+  size_t packs, n_hosts;
+  char hosts[16][64];
+  char error[256];
+} status_reply;
+
+static int parse_status(const char *line, void *ctx)
+{
+  status_reply *r = ctx;
+  unsigned long long a, b;
+  if (sscanf(line, "seq %llu", &a) == 1)
+    r->seq = a;
+  else if (sscanf(line, "bytes %llu %llu", &a, &b) == 2)
+    r->local = a, r->total = b;
+  else if (sscanf(line, "packs %llu", &a) == 1)
+    r->packs = (size_t)a;
+  else if (!strncmp(line, "host ", 5) && r->n_hosts < 16)
+    snprintf(r->hosts[r->n_hosts++], sizeof r->hosts[0], "%s", line + 5);
+  else if (!strncmp(line, "error ", 6))
+    snprintf(r->error, sizeof r->error, "%s", line + 6);
+  return 0;
+}
+
+/* Status from the node serving this home, or from a node started here for the call. */
+static int query_status(cn_node *own, const uint8_t pk[CN_PK_BYTES], status_reply *r)
+{
+  memset(r, 0, sizeof *r);
+  if (own) {
+    cn_ns_status st;
+    int rc = cn_node_status(own, pk, &st);
+    if (rc < 0)
+      return rc;
+    r->seq = st.seq, r->local = st.bytes_local, r->total = st.bytes_total, r->packs = st.n_packs;
+    r->n_hosts = st.n_hosts;
+    memcpy(r->hosts, st.hosts, sizeof r->hosts);
+    return 0;
+  }
+  char req[128], hex[2 * CN_PK_BYTES + 1];
+  cn_hex(pk, CN_PK_BYTES, hex);
+  snprintf(req, sizeof req, "status %s", hex);
+  int rc = cn_node_ask(home, req, parse_status, r);
+  if (!rc && r->error[0])
+    return cn_fail(ENOENT, "%s", r->error);
+  return rc;
+}
+
+static int cmd_status(int argc, char **argv)
+{
+  if (argc > 2)
+    return usage_error("expected at most one namespace");
+  cn_keyring kr;
+  int rc = cn_keyring_load(home, 0, &kr);
+  if (rc < 0)
+    return fail(EXIT_FAIL, "%s", cn_err());
+  cn_store *s;
+  if (open_store(&s)) {
+    cn_keyring_free(&kr);
+    return EXIT_FAIL;
+  }
+  int bad = 0;
+  for (size_t i = 0; i < kr.n; i++) {
+    cn_nskey key;
+    int held;
+    if (argc == 2) {
+      if (i > 0)
+        break;
+      if (cn_keyring_resolve(&kr, argv[1], &key, &held) < 0) {
+        bad = fail_rc(-EINVAL, argv[1]);
+        break;
+      }
+    } else {
+      key = kr.entries[i].key;
+    }
+    char id[CN_NSID_LEN + 1];
+    cn_nsid(key.pk, id);
+    status_reply r;
+    rc = query_status(NULL, key.pk, &r);
+    if (rc == -ENOENT || rc == -ECONNREFUSED) {
+      printf("%s  seq %llu  (no node running here: hosts unknown)\n", id,
+             (unsigned long long)cn_store_root_seq(s, key.pk));
+    } else if (rc < 0) {
+      printf("%s  %s\n", id, cn_err());
+    } else {
+      printf("%s  seq %llu  packs %zu  local %llu of %llu bytes  hosts %zu\n", id,
+             (unsigned long long)r.seq, r.packs, (unsigned long long)r.local,
+             (unsigned long long)r.total, r.n_hosts);
+      for (size_t h = 0; h < r.n_hosts; h++)
+        printf("  host %s\n", r.hosts[h]);
+    }
+    cn_nskey_wipe(&key);
+  }
+  if (argc == 1 && kr.n == 0)
+    printf("no namespaces held\n");
+  cn_keyring_free(&kr);
+  cn_store_close(s);
+  return bad;
+}
+
+static int cmd_sync(int argc, char **argv)
+{
+  static const struct option opts[] = {{"replicas", required_argument, 0, 'r'},
+                                       {"timeout", required_argument, 0, 't'},
+                                       {0, 0, 0, 0}};
+  long replicas = 1, timeout_s = 60;
+  int c;
+  char *end;
+  while ((c = getopt_long(argc, argv, "r:t:", opts, NULL)) != -1) {
+    switch (c) {
+    case 'r':
+      replicas = strtol(optarg, &end, 10);
+      if (*end || replicas < 1 || replicas > 16)
+        return usage_error("--replicas must be 1..16");
+      break;
+    case 't':
+      timeout_s = strtol(optarg, &end, 10);
+      if (*end || timeout_s < 1)
+        return usage_error("--timeout must be a number of seconds");
+      break;
+    default: return usage_error("unknown option");
+    }
+  }
+  if (optind + 1 != argc)
+    return usage_error("expected one namespace");
+  cn_nskey key;
+  if (ns_key(argv[optind], &key))
+    return EXIT_USAGE;
+  cn_store *s;
+  if (open_store(&s))
+    return EXIT_FAIL;
+  cn_node *own = NULL;
+  status_reply r;
+  int rc = query_status(NULL, key.pk, &r);
+  if (rc == -ENOENT || rc == -ECONNREFUSED) {
+    /* no node serves this home: be one for as long as the sync takes */
+    if (start_node(s, NULL, &own)) {
+      cn_store_close(s);
+      return EXIT_FAIL;
+    }
+  }
+  time_t until = time(NULL) + timeout_s;
+  int ok = 0;
+  for (;;) {
+    rc = query_status(own, key.pk, &r);
+    if (rc == 0 && r.n_hosts >= (size_t)replicas) {
+      ok = 1;
+      break;
+    }
+    if (time(NULL) >= until)
+      break;
+    usleep(250 * 1000);
+  }
+  char id[CN_NSID_LEN + 1];
+  cn_nsid(key.pk, id);
+  if (ok) {
+    printf("%s seq %llu held in full by %zu hosts:\n", id, (unsigned long long)r.seq, r.n_hosts);
+  } else if (rc < 0) {
+    fprintf(stderr, "cairn: sync %s: %s\n", id, cn_err());
+  } else {
+    fprintf(stderr, "cairn: sync %s: seq %llu is held in full by %zu of the %ld hosts wanted "
+            "after %ld s; missing %zu\n", id, (unsigned long long)r.seq, r.n_hosts, replicas,
+            timeout_s, (size_t)replicas - r.n_hosts);
+  }
+  for (size_t h = 0; h < r.n_hosts; h++)
+    printf("  host %s\n", r.hosts[h]);
+  cn_node_stop(own);
+  cn_store_close(s);
+  cn_nskey_wipe(&key);
+  return ok ? EXIT_OK : EXIT_FAIL;
+}
+
 /* ---- dispatch ---- */
 
 static const command commands[] = {
-  {"mount", "[-f] [-o OPTIONS] [--commit-interval S] MOUNTPOINT",
+  {"mount", "[-f] [-o OPTIONS] [--commit-interval S] [--listen HOST:PORT|--offline] MOUNTPOINT",
    "Mount every namespace in the keyring at MOUNTPOINT, one directory per namespace ID,\n"
    "petnames as symlinks; looking up a cap string at the root adds it. Without -f it\n"
    "returns once the mount is live and serves in the background. Writes are committed on\n"
    "fsync, every S seconds (default 5; -o commit_interval=S) and at unmount. -o passes\n"
-   "FUSE options (allow_other, ro, ...). Also usable as mount -t fuse.cairn HOME MNT.", cmd_mount},
+   "FUSE options (allow_other, ro, ...). Also usable as mount -t fuse.cairn HOME MNT.\n"
+   "The mount is also a node (see serve): --listen overrides the home's address,\n"
+   "--offline runs without peers.", cmd_mount},
+  {"serve", "[--listen HOST:PORT]",
+   "Run a node without a mount: seed what this home holds, host the namespaces given to\n"
+   "'cairn host', re-publish their signed roots. Stops on SIGINT/SIGTERM.", cmd_serve},
+  {"peers", "[add HOST:PORT...]",
+   "List known peers (with their state when a node runs here) or add some; nodes\n"
+   "bootstrap from this list.", cmd_peers},
+  {"host", "CAP",
+   "Host a namespace (a verify-cap is enough): fetch every pack, seed it, re-publish its\n"
+   "root. Takes effect in the running node, or the next 'serve'/'mount'.", cmd_host},
+  {"status", "[NS]",
+   "Latest seq, packs, bytes held here of the total, and the hosts that hold the latest\n"
+   "commit in full (needs a running node for hosts).", cmd_status},
+  {"sync", "NS [--replicas N] [--timeout S]",
+   "Wait until N other nodes (default 1) hold the latest commit of NS in full: exit 0, or\n"
+   "exit 1 after S seconds (default 60) saying how many are missing.", cmd_sync},
   {"umount", "MOUNTPOINT", "Unmount (the daemon commits what is pending, then exits).", cmd_umount},
-  {"init", "", "Create the node's home ($CAIRN_HOME or --home): identity, keyring, store.", cmd_init},
+  {"init", "[--listen HOST:PORT]",
+   "Create the node's home ($CAIRN_HOME or --home): identity, keyring, store; --listen\n"
+   "sets the address its node listens on (default 0.0.0.0:0, any port).", cmd_init},
   {"ns", "new [--name PETNAME] | ls | add CAP [--name PETNAME]",
    "Namespaces: 'new' makes one and prints its write-cap (keep it secret); 'ls' lists\n"
    "those held (ID, access, seq, petname); 'add' takes a write-, read- or verify-cap.", cmd_ns},
