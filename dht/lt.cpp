@@ -11,6 +11,9 @@
 #include <libtorrent/kademlia/item.hpp>
 #include <libtorrent/magnet_uri.hpp>
 #include <libtorrent/peer_info.hpp>
+#include <libtorrent/posix_disk_io.hpp>
+#include <libtorrent/extensions/ut_metadata.hpp>
+#include <libtorrent/extensions/ut_pex.hpp>
 #include <libtorrent/session.hpp>
 #include <libtorrent/session_params.hpp>
 #include <libtorrent/torrent_info.hpp>
@@ -80,6 +83,9 @@ struct cn_lt {
   std::thread pump;
   std::mutex mu;  // guards torrents
   std::map<lt::sha256_hash, lt::torrent_handle> torrents;
+  // Files whose pieces passed their hash check but whose writes may still be queued:
+  // reported once the torrent's disk cache has been flushed. Pump thread only.
+  std::map<lt::sha256_hash, std::vector<int>> completed;
 
   lt::torrent_handle find(const uint8_t ih[32]) {
     std::lock_guard<std::mutex> g(mu);
@@ -133,19 +139,35 @@ void cn_lt::handle(lt::alert *a) {
     // Only the metadata was wanted; the full torrent is added again by the caller.
     md->handle.prioritize_files(
         std::vector<lt::download_priority_t>(static_cast<size_t>(ti->num_files()), lt::dont_download));
-    lt::create_torrent ct(*ti);
+    // The info dictionary is all the metadata exchange carries (no piece layers): wrap it
+    // as a torrent file by hand, since create_torrent would insist on the layers.
+    auto info = ti->info_section();
     std::vector<char> buf;
-    lt::bencode(std::back_inserter(buf), ct.generate());
+    const char head[] = "d4:info";
+    buf.insert(buf.end(), head, head + 7);
+    buf.insert(buf.end(), info.begin(), info.end());
+    buf.push_back('e');
     ev.kind = CN_LT_METADATA;
     torrent_ih(md->handle);
     ev.value = reinterpret_cast<const uint8_t *>(buf.data());
     ev.value_len = buf.size();
     fn(&ev, ctx);
   } else if (auto *fc = lt::alert_cast<lt::file_completed_alert>(a)) {
+    // The piece is verified in memory; its bytes may not be in the file yet.
+    completed[fc->handle.info_hashes().v2].push_back(static_cast<int>(fc->index));
+    fc->handle.flush_cache();
+  } else if (auto *cf = lt::alert_cast<lt::cache_flushed_alert>(a)) {
+    auto it = completed.find(cf->handle.info_hashes().v2);
+    if (it == completed.end()) return;
+    std::vector<int> files;
+    files.swap(it->second);
+    completed.erase(it);
     ev.kind = CN_LT_FILE_DONE;
-    torrent_ih(fc->handle);
-    ev.file = static_cast<int>(fc->index);
-    fn(&ev, ctx);
+    torrent_ih(cf->handle);
+    for (int f : files) {
+      ev.file = f;
+      fn(&ev, ctx);
+    }
   } else if (auto *hf = lt::alert_cast<lt::hash_failed_alert>(a)) {
     ev.kind = CN_LT_HASH_FAILED;
     torrent_ih(hf->handle);
@@ -160,6 +182,10 @@ void cn_lt::handle(lt::alert *a) {
     fn(&ev, ctx);
   } else if (auto *te = lt::alert_cast<lt::torrent_error_alert>(a)) {
     std::string msg = te->error.message() + " (" + te->filename() + ")";
+    // A failed disk operation pauses the torrent for good; the data is still wanted and
+    // every piece is re-verified, so clear the error and carry on.
+    te->handle.clear_error();
+    te->handle.resume();
     ev.kind = CN_LT_TORRENT_ERROR;
     torrent_ih(te->handle);
     ev.message = msg.c_str();
@@ -181,7 +207,13 @@ void cn_lt::run() {
     uint64_t n;
     if (p.revents & POLLIN) (void)!read(efd, &n, sizeof n);
     ses->pop_alerts(&alerts);
-    for (auto *a : alerts) handle(a);
+    for (auto *a : alerts) {
+      try {
+        handle(a);
+      } catch (std::exception &e) {
+        fprintf(stderr, "cairn: libtorrent alert %s: %s\n", a->what(), e.what());
+      }
+    }
   }
 }
 
@@ -221,6 +253,11 @@ extern "C" cn_lt *cn_lt_start(const char *listen, const char *node_tag, cn_lt_ev
     sp.set_int(lt::settings_pack::max_out_request_queue, 1500);
     sp.set_int(lt::settings_pack::max_queued_disk_bytes, 16 << 20);
     sp.set_int(lt::settings_pack::connection_speed, 200);
+    // A block asked of a peer that then got banned or vanished is asked elsewhere soon,
+    // not after the default minute.
+    sp.set_int(lt::settings_pack::request_timeout, 4);
+    sp.set_int(lt::settings_pack::piece_timeout, 4);
+    sp.set_int(lt::settings_pack::peer_timeout, 20);
     sp.set_int(lt::settings_pack::alert_mask,
                lt::alert_category::error | lt::alert_category::status |
                    lt::alert_category::dht | lt::alert_category::storage |
@@ -231,8 +268,15 @@ extern "C" cn_lt *cn_lt_start(const char *listen, const char *node_tag, cn_lt_ev
     l->fn = fn;
     l->ctx = ctx;
     l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    lt::session_params params(sp);
+    // No smart_ban plugin: with v2 torrents it crashes 2.0.8 after a hash failure, and v2
+    // block hashes already tell which peer sent bad data.
+    lt::session_params params(sp, std::vector<std::shared_ptr<lt::plugin>>{});
+    // pread/pwrite storage: the default mmap storage reports "End of file" on chunk files
+    // that are complete and of the right size, here, and stops the torrent.
+    params.disk_io_constructor = lt::posix_disk_io_constructor;
     l->ses = new lt::session(std::move(params));
+    l->ses->add_extension(&lt::create_ut_metadata_plugin);
+    l->ses->add_extension(&lt::create_ut_pex_plugin);
     int efd = l->efd;
     l->ses->set_alert_notify([efd] {
       uint64_t one = 1;
@@ -313,8 +357,8 @@ static std::string chunk_path(const uint8_t id[32]) {
 }
 
 extern "C" int cn_lt_pack_create(const uint8_t (*ids)[32], const uint64_t *sizes, size_t n,
-                                 uint8_t **torrent, size_t *torrent_len, uint8_t ih[32],
-                                 char *err, size_t err_len) {
+                                 const char *data_root, uint8_t **torrent, size_t *torrent_len,
+                                 uint8_t ih[32], char *err, size_t err_len) {
   try {
     if (n == 0) {
       copy_err(err, err_len, "an empty pack");
@@ -325,13 +369,8 @@ extern "C" int cn_lt_pack_create(const uint8_t (*ids)[32], const uint64_t *sizes
     for (size_t i = 0; i < n; i++) order[i] = i;
     std::sort(order.begin(), order.end(),
               [ids](size_t a, size_t b) { return memcmp(ids[a], ids[b], 32) < 0; });
-    uint64_t biggest = 0;
-    for (size_t i = 0; i < n; i++) biggest = std::max(biggest, sizes[i]);
-    int piece = 16384;
-    while (static_cast<uint64_t>(piece) < biggest) piece *= 2;
     lt::file_storage fs;
     const uint8_t *prev = nullptr;
-    std::vector<size_t> kept;
     for (size_t i : order) {
       if (prev && memcmp(prev, ids[i], 32) == 0) continue;
       prev = ids[i];
@@ -340,19 +379,42 @@ extern "C" int cn_lt_pack_create(const uint8_t (*ids)[32], const uint64_t *sizes
         return -EINVAL;
       }
       fs.add_file(chunk_path(ids[i]), static_cast<std::int64_t>(sizes[i]));
-      kept.push_back(i);
     }
-    lt::create_torrent ct(fs, piece, lt::create_torrent::v2_only);
-    // Every file is a single piece whose hash is the file's merkle root: the chunk ID.
+    // Two blocks per piece. After a peer sends bad data, 2.0.8 asks for block hashes:
+    // with pieces as big as a chunk (so a torrent would follow from the IDs alone) it
+    // then crashes, and with one-block pieces it calls the good peers' answers invalid
+    // and stalls for a minute. Measured here; see docs/FORMAT.md.
+    lt::create_torrent ct(fs, 32768, lt::create_torrent::v2_only);
+    lt::error_code ec;
+    lt::set_piece_hashes(ct, data_root, ec);
+    if (ec) {
+      copy_err(err, err_len, ec.message());
+      return -EIO;
+    }
+    // The chunk files were checked against their IDs when stored; a pack whose roots
+    // differ from the IDs would be refused by every reader, so check here too.
     const lt::file_storage &cfs = ct.files();
-    size_t k = 0;
-    for (auto f : cfs.file_range()) {
-      if (cfs.pad_file_at(f)) continue;
-      ct.set_hash2(f, 0, to_sha256(ids[kept[k++]]));
-    }
     std::vector<char> buf;
     lt::bencode(std::back_inserter(buf), ct.generate());
     lt::torrent_info ti(buf, lt::from_span);
+    for (auto f : ti.files().file_range()) {
+      if (ti.files().pad_file_at(f)) continue;
+      std::string name = ti.files().file_name(f).to_string();
+      char hex[65];
+      static const char hx[] = "0123456789abcdef";
+      lt::sha256_hash root_hash = ti.files().root(f);
+      const char *root = root_hash.data();
+      for (int i = 0; i < 32; i++) {
+        hex[2 * i] = hx[(root[i] >> 4) & 15];
+        hex[2 * i + 1] = hx[root[i] & 15];
+      }
+      hex[64] = 0;
+      if (name != hex) {
+        copy_err(err, err_len, "chunk file " + name + " does not hash to its name");
+        return -EIO;
+      }
+    }
+    (void)cfs;
     memcpy(ih, ti.info_hashes().v2.data(), 32);
     *torrent = static_cast<uint8_t *>(malloc(buf.size()));
     if (!*torrent) return -ENOMEM;
@@ -427,6 +489,9 @@ extern "C" int cn_lt_add_magnet(cn_lt *l, const uint8_t ih[32], const char *save
     p.info_hashes.v2 = to_sha256(ih);
     p.save_path = save_path;
     p.flags &= ~(lt::torrent_flags::auto_managed | lt::torrent_flags::paused);
+    // Metadata only, no piece, until the caller has set file priorities: a piece taken
+    // while its file is at priority 0 goes to the part file, which 2.0.8 mishandles.
+    p.flags |= lt::torrent_flags::upload_mode;
     {
       std::lock_guard<std::mutex> g(l->mu);
       if (l->torrents.count(p.info_hashes.v2)) return 0;
@@ -468,6 +533,42 @@ extern "C" int cn_lt_want_file(cn_lt *l, const uint8_t ih[32], int file, int dea
   lt::piece_index_t first = fs.piece_index_at_file(f);
   int pieces = static_cast<int>((fs.file_size(f) + ti->piece_length() - 1) / ti->piece_length());
   for (int i = 0; i < pieces; i++) h.set_piece_deadline(lt::piece_index_t(static_cast<int>(first) + i), deadline_ms);
+  return 0;
+}
+
+extern "C" int cn_lt_want_all(cn_lt *l, const uint8_t ih[32], int want) {
+  lt::torrent_handle h = l->find(ih);
+  if (!h.is_valid()) return -ENOENT;
+  auto ti = h.torrent_file();
+  if (!ti) return -EAGAIN;
+  h.prioritize_files(std::vector<lt::download_priority_t>(
+      static_cast<size_t>(ti->num_files()), want ? lt::default_priority : lt::dont_download));
+  return 0;
+}
+
+extern "C" int cn_lt_start_download(cn_lt *l, const uint8_t ih[32]) {
+  lt::torrent_handle h = l->find(ih);
+  if (!h.is_valid()) return -ENOENT;
+  h.unset_flags(lt::torrent_flags::upload_mode);
+  return 0;
+}
+
+extern "C" int cn_lt_files_done(cn_lt *l, const uint8_t ih[32], uint8_t *done, int n_files) {
+  lt::torrent_handle h = l->find(ih);
+  if (!h.is_valid()) return -ENOENT;
+  auto ti = h.torrent_file();
+  if (!ti) return -EAGAIN;
+  std::vector<std::int64_t> progress;
+  h.file_progress(progress, lt::torrent_handle::piece_granularity);
+  for (int f = 0; f < n_files && f < ti->num_files(); f++)
+    done[f] = progress[static_cast<size_t>(f)] == ti->files().file_size(lt::file_index_t(f));
+  return 0;
+}
+
+extern "C" int cn_lt_recheck(cn_lt *l, const uint8_t ih[32]) {
+  lt::torrent_handle h = l->find(ih);
+  if (!h.is_valid()) return -ENOENT;
+  h.force_recheck();
   return 0;
 }
 

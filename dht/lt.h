@@ -66,13 +66,12 @@ void cn_lt_dht_get(cn_lt *lt, const uint8_t pk[32]);
 void cn_lt_dht_announce(cn_lt *lt, const uint8_t ih[32], int port);
 void cn_lt_dht_get_peers(cn_lt *lt, const uint8_t ih[32]);
 
-/* Torrents. A pack is a v2-only torrent whose files are "chunks/<h0h1>/<h2h3>/<hex id>"
- * with the chunk ID as the file's pieces root. Because the piece size is at least the
- * largest file, every file is one piece and the torrent follows from (id, size) alone:
- * cn_lt_pack_create needs no file data. Returns malloc'd .torrent bytes and the ih. */
+/* Torrents. A pack is a v2-only torrent with 16 KiB pieces whose files are
+ * "chunks/<h0h1>/<h2h3>/<hex id>" under data_root, so each file's pieces root is its
+ * chunk ID. Reads the files to hash them; returns malloc'd .torrent bytes and the ih. */
 int cn_lt_pack_create(const uint8_t (*ids)[32], const uint64_t *sizes, size_t n,
-                      uint8_t **torrent, size_t *torrent_len, uint8_t ih[32], char *err,
-                      size_t err_len);
+                      const char *data_root, uint8_t **torrent, size_t *torrent_len,
+                      uint8_t ih[32], char *err, size_t err_len);
 /* Parses .torrent bytes: its ih and each file's path and size, in file order (pad files
  * skipped; file index = the libtorrent index passed to fn). */
 typedef int (*cn_lt_file_fn)(int file, const char *path, uint64_t size, void *ctx);
@@ -84,13 +83,24 @@ int cn_lt_torrent_parse(const uint8_t *torrent, size_t len, uint8_t ih[32], cn_l
  * priority 0 and are fetched on demand. */
 int cn_lt_add(cn_lt *lt, const uint8_t *torrent, size_t len, const char *save_path, int seed,
               int want_all, char *err, size_t err_len);
-/* Adds a torrent known only by ih, to fetch its metadata (CN_LT_METADATA) from peers. */
+/* Adds a torrent known only by ih; its metadata (CN_LT_METADATA) comes from peers. It
+ * downloads no piece until cn_lt_start_download; every file is then at priority 0 until
+ * cn_lt_want_all / cn_lt_want_file. */
 int cn_lt_add_magnet(cn_lt *lt, const uint8_t ih[32], const char *save_path);
 int cn_lt_remove(cn_lt *lt, const uint8_t ih[32]);
 int cn_lt_has(cn_lt *lt, const uint8_t ih[32]);
 /* Fetches one file now: top priority and a deadline of deadline_ms on its pieces. */
 int cn_lt_want_file(cn_lt *lt, const uint8_t ih[32], int file, int deadline_ms);
 int cn_lt_connect(cn_lt *lt, const uint8_t ih[32], const char *host, int port);
+/* Every file wanted (a host) or none until asked for (a reader). */
+int cn_lt_want_all(cn_lt *lt, const uint8_t ih[32], int want);
+int cn_lt_start_download(cn_lt *lt, const uint8_t ih[32]);
+/* done[f] = 1 when every piece of file f is here and verified, for f < n_files. The
+ * FILE_DONE events can be missed (a piece that failed and came again later), so this is
+ * the reliable way to know. */
+int cn_lt_files_done(cn_lt *lt, const uint8_t ih[32], uint8_t *done, int n_files);
+/* Re-verifies what is on disk (after files were linked in under the save path). */
+int cn_lt_recheck(cn_lt *lt, const uint8_t ih[32]);
 
 typedef struct {
   int peers, seeds;           /* connected peers; how many of them have every piece */

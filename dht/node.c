@@ -31,6 +31,7 @@
 #define PUBLISH_EVERY_MS 30000
 #define CONNECT_EVERY_MS 5000
 #define TICK_MS 200
+#define SWEEP_EVERY_MS 2000
 
 typedef struct {
   uint8_t id[CN_ID_BYTES];
@@ -68,7 +69,7 @@ struct cn_node {
   size_t n_fol, cap_fol;
   uint64_t items_seen; /* bumped on every BEP 44 answer, for resolve waiters */
   uint64_t hash_failures, bans;
-  int64_t next_connect;
+  int64_t next_connect, next_sweep;
   int stop;
   pthread_t maint;
   int sock_fd;
@@ -161,8 +162,10 @@ static int load_file(int file, const char *path, uint64_t size, void *ctx)
   return 0;
 }
 
-/* Adds a pack whose torrent is in packs/ (caller holds mu). */
-static int add_pack_torrent(cn_node *n, pack *p)
+/* Reads the pack's torrent from packs/ into p's file table and hard-links what the store
+ * already holds under the pack's save path (no download, no copy). Returns how many of
+ * its files are present, or a negative errno (caller holds mu). */
+static ssize_t load_pack(cn_node *n, pack *p, uint8_t **torrent, size_t *torrent_len)
 {
   uint8_t *t, ih[CN_ID_BYTES];
   size_t len;
@@ -188,11 +191,9 @@ static int add_pack_torrent(cn_node *n, pack *p)
   p->by_index = calloc((size_t)p->max_index + 2, sizeof *p->by_index);
   for (size_t i = 0; i < p->n_files; i++)
     p->by_index[p->files[i].file] = &p->files[i];
-  /* what the store already holds becomes part of the torrent's files: no download, no
-   * copy (hard links) */
   char dir[3800], src[4096], dst[4096], rel[80];
   pack_dir(n, p->ih, dir, sizeof dir);
-  size_t present = 0;
+  ssize_t present = 0;
   for (size_t i = 0; i < p->n_files; i++) {
     store_chunk_relpath(p->files[i].id, rel);
     snprintf(src, sizeof src, "%s/%s", n->s->home, rel);
@@ -203,10 +204,46 @@ static int add_pack_torrent(cn_node *n, pack *p)
     if (link(src, dst) == 0 || errno == EEXIST)
       present++;
   }
-  rc = cn_lt_add(n->lt, t, len, dir, present == p->n_files, p->want_all, err, sizeof err);
+  if (torrent) {
+    *torrent = t;
+    *torrent_len = len;
+  } else {
+    free(t);
+  }
+  return present;
+}
+
+/* Adds a pack whose torrent is in packs/ (caller holds mu). */
+static int add_pack_torrent(cn_node *n, pack *p)
+{
+  uint8_t *t;
+  size_t len;
+  ssize_t present = load_pack(n, p, &t, &len);
+  if (present < 0)
+    return (int)present;
+  char dir[4096], err[256] = "";
+  pack_dir(n, p->ih, dir, sizeof dir);
+  int rc = cn_lt_add(n->lt, t, len, dir, (size_t)present == p->n_files, p->want_all, err, sizeof err);
   free(t);
   if (rc < 0)
     return cn_fail(-rc, "cannot add pack: %s", err);
+  p->added = 1;
+  pthread_cond_broadcast(&n->cv);
+  return 0;
+}
+
+/* The metadata of a pack added by info-hash has arrived: the same torrent carries on
+ * (caller holds mu). */
+static int finish_magnet(cn_node *n, pack *p)
+{
+  ssize_t present = load_pack(n, p, NULL, NULL);
+  if (present < 0)
+    return (int)present;
+  if (present > 0)
+    cn_lt_recheck(n->lt, p->ih); /* let it find the linked files */
+  if (p->want_all)
+    cn_lt_want_all(n->lt, p->ih, 1);
+  cn_lt_start_download(n->lt, p->ih);
   p->added = 1;
   pthread_cond_broadcast(&n->cv);
   return 0;
@@ -218,10 +255,10 @@ static void want_pack(cn_node *n, const uint8_t ih[CN_ID_BYTES], int want_all)
 {
   pack *p = find_pack(n, ih);
   if (p) {
-    if (want_all && !p->want_all && p->added) {
+    if (want_all && !p->want_all) {
       p->want_all = 1;
-      cn_lt_remove(n->lt, ih); /* re-add with every file wanted */
-      add_pack_torrent(n, p);
+      if (p->added)
+        cn_lt_want_all(n->lt, ih, 1); /* else when its metadata arrives */
     }
     return;
   }
@@ -247,12 +284,42 @@ static void want_pack(cn_node *n, const uint8_t ih[CN_ID_BYTES], int want_all)
   }
   char dir[4096];
   pack_dir(n, ih, dir, sizeof dir);
-  strcat(dir, ".meta");
   cn_lt_add_magnet(n->lt, ih, dir);
   n->next_connect = 0; /* introduce the new torrent to the known peers soon */
 }
 
 /* ---- fetching ---- */
+
+/* Links a file the torrent reports complete into the store (caller holds mu). */
+static int adopt(cn_node *n, const uint8_t ih[CN_ID_BYTES], const uint8_t id[CN_ID_BYTES])
+{
+  char dir[3800], path[4096], rel[80];
+  pack_dir(n, ih, dir, sizeof dir);
+  store_chunk_relpath(id, rel);
+  snprintf(path, sizeof path, "%s/%s", dir, rel);
+  int rc = store_adopt_file(n->s, path, id);
+  if (rc < 0)
+    cn_log("%s", cn_err());
+  else
+    pthread_cond_broadcast(&n->cv);
+  return rc;
+}
+
+/* Adopts every file of a pack that is complete in the session but not in the store. */
+static void sweep_pack(cn_node *n, pack *p)
+{
+  if (!p->added || p->max_index < 0)
+    return;
+  uint8_t *done = calloc((size_t)p->max_index + 1, 1);
+  if (done && cn_lt_files_done(n->lt, p->ih, done, p->max_index + 1) == 0)
+    for (size_t i = 0; i < p->n_files; i++) {
+      char rel[80];
+      store_chunk_relpath(p->files[i].id, rel);
+      if (done[p->files[i].file] && faccessat(n->s->home_fd, rel, F_OK, 0) < 0)
+        adopt(n, p->ih, p->files[i].id);
+    }
+  free(done);
+}
 
 static int fetch(const uint8_t id[CN_ID_BYTES], int prefetch_only, void *ctx)
 {
@@ -260,11 +327,12 @@ static int fetch(const uint8_t id[CN_ID_BYTES], int prefetch_only, void *ctx)
   char hex[CN_HEX_ID_LEN + 1], rel[80];
   cn_hex(id, CN_ID_BYTES, hex);
   store_chunk_relpath(id, rel);
-  struct timespec meta_deadline, deadline;
+  struct timespec meta_deadline;
   deadline_in(&meta_deadline, METADATA_WAIT_MS);
-  deadline_in(&deadline, FETCH_TIMEOUT_MS);
+  int64_t give_up = now_ms() + FETCH_TIMEOUT_MS, rerequest = now_ms() + 1000;
   pthread_mutex_lock(&n->mu);
-  int asked = 0, rc = 0;
+  int asked = 0, rc = 0, file = -1;
+  uint8_t ih[CN_ID_BYTES];
   while (!n->stop) {
     if (faccessat(n->s->home_fd, rel, F_OK, 0) == 0)
       break;
@@ -272,6 +340,9 @@ static int fetch(const uint8_t id[CN_ID_BYTES], int prefetch_only, void *ctx)
       pack *p = NULL;
       pack_file *f = NULL;
       int pending_meta = 0;
+      /* a root accepted moments ago whose packs the maintenance loop has not added yet */
+      for (size_t i = 0; i < n->n_fol && !pending_meta; i++)
+        pending_meta = cn_store_root_seq(n->s, n->fol[i].pk) > n->fol[i].handled_seq;
       for (size_t i = 0; i < n->n_packs && !f; i++) {
         if (!n->packs[i].added)
           pending_meta = 1;
@@ -279,7 +350,9 @@ static int fetch(const uint8_t id[CN_ID_BYTES], int prefetch_only, void *ctx)
           p = &n->packs[i];
       }
       if (f) {
-        cn_lt_want_file(n->lt, p->ih, f->file, prefetch_only ? 1000 : 0);
+        memcpy(ih, p->ih, CN_ID_BYTES);
+        file = f->file;
+        cn_lt_want_file(n->lt, ih, file, prefetch_only ? 1000 : 0);
         asked = 1;
       } else if (prefetch_only) {
         break;
@@ -294,11 +367,32 @@ static int fetch(const uint8_t id[CN_ID_BYTES], int prefetch_only, void *ctx)
     }
     if (prefetch_only)
       break;
-    if (pthread_cond_timedwait(&n->cv, &n->mu, &deadline) == ETIMEDOUT) {
+    uint8_t done = 0;
+    if (cn_lt_files_done(n->lt, ih, NULL, 0) == 0 && file >= 0) {
+      uint8_t *flags = calloc((size_t)file + 1, 1);
+      if (flags && cn_lt_files_done(n->lt, ih, flags, file + 1) == 0)
+        done = flags[file];
+      free(flags);
+    }
+    if (done) {
+      if ((rc = adopt(n, ih, id)) < 0)
+        break;
+      continue;
+    }
+    if (now_ms() >= rerequest) {
+      /* a piece that failed its check loses its deadline: ask again */
+      cn_lt_want_file(n->lt, ih, file, 0);
+      rerequest = now_ms() + 1000;
+    }
+    int64_t left = give_up - now_ms();
+    if (left <= 0) {
       rc = cn_fail(EIO, "chunk %s: no peer delivered it within %d s", hex, FETCH_TIMEOUT_MS / 1000);
       cn_log("%s", cn_err());
       break;
     }
+    struct timespec ts;
+    deadline_in(&ts, left < 200 ? (int)left : 200);
+    pthread_cond_timedwait(&n->cv, &n->mu, &ts);
   }
   pthread_mutex_unlock(&n->mu);
   return rc;
@@ -355,23 +449,8 @@ static void on_event(const cn_lt_event *ev, void *ctx)
     pthread_mutex_lock(&n->mu);
     pack *p = find_pack(n, ev->ih);
     pack_file *f = p && p->by_index && ev->file >= 0 && ev->file <= p->max_index ? p->by_index[ev->file] : NULL;
-    uint8_t id[CN_ID_BYTES], ih[CN_ID_BYTES];
-    int ok = f != NULL;
-    if (ok) {
-      memcpy(id, f->id, CN_ID_BYTES);
-      memcpy(ih, p->ih, CN_ID_BYTES);
-    }
-    pthread_mutex_unlock(&n->mu);
-    if (!ok)
-      break;
-    char dir[4096], path[4200], rel[80];
-    pack_dir(n, ih, dir, sizeof dir);
-    store_chunk_relpath(id, rel);
-    snprintf(path, sizeof path, "%s/%s", dir, rel);
-    if (store_adopt_file(n->s, path, id) < 0)
-      cn_log("%s", cn_err());
-    pthread_mutex_lock(&n->mu);
-    pthread_cond_broadcast(&n->cv);
+    if (f)
+      adopt(n, p->ih, f->id);
     pthread_mutex_unlock(&n->mu);
     break;
   }
@@ -446,11 +525,16 @@ static void *maintain(void *arg)
     for (size_t i = 0; i < n->n_packs; i++) {
       pack *p = &n->packs[i];
       if (!p->added && p->meta_ready) {
-        cn_lt_remove(n->lt, p->ih);
-        if (add_pack_torrent(n, p) < 0)
+        if (finish_magnet(n, p) < 0)
           cn_log("pack: %s", cn_err());
         p->meta_ready = 0;
       }
+    }
+    if (t >= n->next_sweep) {
+      for (size_t i = 0; i < n->n_packs; i++)
+        if (n->packs[i].want_all)
+          sweep_pack(n, &n->packs[i]);
+      n->next_sweep = t + SWEEP_EVERY_MS;
     }
     if (t >= n->next_connect) {
       for (size_t i = 0; i < n->n_packs; i++) {
@@ -771,7 +855,12 @@ int cn_node_start(cn_store *s, const char *listen_on, cn_node **out)
   /* the session binds asynchronously: a bad address shows up as no listening socket */
   for (int i = 0; i < 100 && !cn_lt_listen_port(n->lt); i++)
     usleep(20000);
-  if (!cn_lt_listen_port(n->lt)) {
+  char host[256];
+  int want_port = 0;
+  cn_parse_hostport(listen_on, host, sizeof host, &want_port);
+  /* libtorrent moves to another port when the one asked for is taken: peers that know
+   * this node by its address would never find it, so refuse instead */
+  if (!cn_lt_listen_port(n->lt) || (want_port && cn_lt_listen_port(n->lt) != want_port)) {
     cn_lt_stop(n->lt);
     free(n);
     return cn_fail(EADDRINUSE, "cannot listen on %s (address in use or not local)", listen_on);

@@ -1,9 +1,9 @@
 /*
  * Signed root values, packs and the node's small config files.
  *
- * A pack is a BitTorrent v2 torrent over stored objects (files chunks/ab/cd/<hex>, each a
- * single piece whose hash is its chunk ID), so it follows from the objects' IDs and sizes
- * and any node holding the objects can seed it without hashing anything. The signed root
+ * A pack is a BitTorrent v2 torrent over stored objects (files chunks/ab/cd/<hex>, whose
+ * pieces roots are their chunk IDs), so any node holding the objects can seed it straight
+ * from the store. The signed root
  * lists a namespace's packs; merging keeps the list short (DESIGN §6: few torrents, one
  * announce per pack).
  */
@@ -152,7 +152,8 @@ static int write_pack(cn_store *s, obj_list *l, uint8_t ih[CN_ID_BYTES])
   uint8_t *t;
   size_t len;
   char err[256];
-  int rc = cn_lt_pack_create((const uint8_t(*)[32])l->ids, l->sizes, l->n, &t, &len, ih, err, sizeof err);
+  int rc = cn_lt_pack_create((const uint8_t(*)[32])l->ids, l->sizes, l->n, s->home, &t, &len, ih,
+                             err, sizeof err);
   if (rc < 0)
     return cn_fail(-rc, "cannot make a pack: %s", err);
   char name[96];
@@ -197,7 +198,7 @@ int cn_store_pack_add(cn_store *s, cn_root_value *v, const uint8_t (*ids)[CN_ID_
       memcpy(v->packs[v->n_packs++], ih, CN_ID_BYTES);
   }
   /* Merge the last two while the older is at most twice the newer (a binary counter), or
-   * while the list is full: merging only reads torrents, never chunk data. */
+   * while the list is full. */
   while (!rc && v->n_packs >= 2) {
     ssize_t older = pack_objects(s, v->packs[v->n_packs - 2]);
     ssize_t newer = pack_objects(s, v->packs[v->n_packs - 1]);

@@ -1621,6 +1621,17 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 /* Writes the named cairn xattr of n into out (NUL-terminated); -ENODATA if it has none. */
 static int cairn_xattr(inode *n, const char *name, char *out, size_t cap)
 {
+  if (n->kind == I_NSROOT && !strcmp(name, XATTR_PREFIX "replicas")) {
+    /* other nodes holding the latest commit in full (needs the peer network) */
+    cn_ns_status st;
+    if (!M.node || n->mns->snapshot_name[0])
+      return -ENODATA;
+    int rc = cn_node_status(M.node, n->mns->ns->key.pk, &st);
+    if (rc < 0)
+      return rc == -ENOENT ? -ENODATA : rc;
+    snprintf(out, cap, "%zu", st.n_hosts);
+    return 0;
+  }
   if (n->kind == I_NSROOT) {
     const cn_nskey *k = &n->mns->ns->key;
     enum cn_access want = !strcmp(name, XATTR_PREFIX "writecap") ? CN_ACCESS_WRITE :
@@ -1674,7 +1685,8 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
   static const char *names[] = {XATTR_PREFIX "writecap", XATTR_PREFIX "readcap",
-                                XATTR_PREFIX "verifycap", XATTR_PREFIX "chunks"};
+                                XATTR_PREFIX "verifycap", XATTR_PREFIX "chunks",
+                                XATTR_PREFIX "replicas"};
   char list[256], value[CN_CAP_STR_MAX + 32];
   size_t len = 0;
   pthread_mutex_lock(&M.lock);

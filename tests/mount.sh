@@ -7,7 +7,7 @@
 export CAIRN_HOME="$SCRATCH/home"
 C() { "$CAIRN" "$@"; }
 M="$SCRATCH/mnt"
-C init >/dev/null
+C init --listen 127.0.0.1:0 >/dev/null  # the mount is a node too: loopback only in tests
 C ns new --name site >/dev/null
 ID=$(C ns ls | awk '$4 == "site" || $NF == "site" {print $1}')
 seq_of() { C ns ls | awk -v id="$ID" '$1 == id {print $4}'; }

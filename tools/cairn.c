@@ -782,12 +782,16 @@ static int check_one(cn_store *s, const cn_nskey *key, const char *label)
 
 static int cmd_check(int argc, char **argv)
 {
-  static const struct option opts[] = {{"all", no_argument, 0, 'a'}, {0, 0, 0, 0}};
-  int c, all_chunks = 0;
-  while ((c = getopt_long(argc, argv, "a", opts, NULL)) != -1) {
-    if (c != 'a')
+  static const struct option opts[] = {{"all", no_argument, 0, 'a'}, {"store", no_argument, 0, 's'},
+                                       {0, 0, 0, 0}};
+  int c, all_chunks = 0, store_only = 0;
+  while ((c = getopt_long(argc, argv, "as", opts, NULL)) != -1) {
+    if (c == 'a')
+      all_chunks = 1;
+    else if (c == 's')
+      all_chunks = store_only = 1;
+    else
       return usage_error("unknown option");
-    all_chunks = 1;
   }
   if (optind + 1 < argc)
     return usage_error("expected at most one namespace");
@@ -800,7 +804,9 @@ static int cmd_check(int argc, char **argv)
     cn_store_close(s);
     return fail(EXIT_FAIL, "%s", cn_err());
   }
-  if (optind < argc) {
+  if (store_only) {
+    /* a node holding part of a namespace (a reader): only what it holds is checked */
+  } else if (optind < argc) {
     cn_nskey key;
     int held;
     rc = cn_keyring_resolve(&kr, argv[optind], &key, &held);
@@ -1332,10 +1338,11 @@ static const command commands[] = {
   {"ls", "[-l] NS:/path", "List a directory (or one entry); -l adds mode, owner, size, mtime.", cmd_ls},
   {"rm", "[-r] NS:/path...", "Remove entries; -r for non-empty directories.", cmd_rm},
   {"mkdir", "[-p] NS:/path...", "Make directories; -p makes parents and accepts existing ones.", cmd_mkdir},
-  {"check", "[--all] [NS]",
+  {"check", "[--all|--store] [NS]",
    "Verify every commit and listed chunk of NS (default: every namespace held) and, with\n"
    "a read- or write-cap, decrypt every node and chunk of the latest tree. --all also\n"
-   "verifies every chunk file in the store. Exit 1 if anything is bad.", cmd_check},
+   "verifies every chunk file in the store; --store only that (for a node holding part\n"
+   "of a namespace). Exit 1 if anything is bad.", cmd_check},
 };
 
 static void usage(FILE *f)
@@ -1364,6 +1371,14 @@ int main(int argc, char **argv)
   argv[argc] = NULL;
   if (!home)
     home = cn_default_home();
+  if (home && home[0] != '/') {
+    /* a mount daemon changes to / : keep a relative home meaning what the user meant */
+    char cwd[4096], *abs = NULL;
+    if (getcwd(cwd, sizeof cwd) && asprintf(&abs, "%s/%s", cwd, home) > 0) {
+      free(home);
+      home = abs;
+    }
+  }
   if (argc < 2) {
     usage(stderr);
     return EXIT_USAGE;

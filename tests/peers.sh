@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Several nodes on loopback: A writes through its mount, B and C host by verify-cap, A is
+# killed, D (a fresh node holding only the read-cap) mounts and reads everything; then the
+# faults: corrupt and killed hosts, stale and forged roots, and no plaintext on a host.
+. "${TESTS_SRCDIR:-$(dirname "$0")}/lib.sh"
+
+[ -c /dev/fuse ] || { not_ok "no /dev/fuse on this machine"; summary; exit 1; }
+BASE=$((20000 + RANDOM % 20000))
+port_of() { case $1 in a) echo $BASE;; b) echo $((BASE + 1));; c) echo $((BASE + 2));;
+  d) echo $((BASE + 3));; e) echo $((BASE + 4));; f) echo $((BASE + 5));; old) echo $((BASE + 6));; esac; }
+H() { echo "$SCRATCH/$1"; }
+C() { local n=$1; shift; "$CAIRN" --home "$(H "$n")" "$@"; }
+ALL="a b c d e f old"
+for n in $ALL; do
+  C $n init --listen "127.0.0.1:$(port_of $n)" >/dev/null
+  for m in a b c; do [ $n != $m ] && C $n peers add "127.0.0.1:$(port_of $m)"; done
+done
+
+# serve N: a node without a mount, in the background; SERVE_PID_N is its pid
+serve() {
+  local n=$1
+  "$CAIRN" --home "$(H "$n")" serve 2>>"$SCRATCH/$n.log" &
+  eval "SERVE_PID_$n=$!"
+  BG_PIDS="$BG_PIDS $!"
+  for _ in $(seq 1 100); do [ -S "$(H "$n")/run/node.sock" ] && return 0; sleep 0.05; done
+  return 1
+}
+# node_mount N MNT: a mount (which is a node too) in the foreground, in the background
+node_mount() {
+  local n=$1 mnt=$2
+  mkdir -p "$mnt"
+  "$CAIRN" --home "$(H "$n")" mount -f "$mnt" 2>>"$SCRATCH/$n.log" &
+  eval "MOUNT_PID_$n=$!"
+  BG_PIDS="$BG_PIDS $!"
+  MOUNTS="$MOUNTS $mnt"
+  for _ in $(seq 1 200); do mountpoint -q "$mnt" && return 0; sleep 0.05; done
+  return 1
+}
+# within SECONDS COMMAND...: retries until the command succeeds
+within() {
+  local t=$1; shift
+  for _ in $(seq 1 $((t * 4))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.25; done
+  return 1
+}
+
+# ---- the corpus: a documentation tree (installed by the test command), or made up ----
+CORPUS=/usr/share/doc/postgresql-doc-15/html
+if [ ! -d "$CORPUS" ]; then
+  CORPUS="$SCRATCH/made-up"
+  mkdir -p "$CORPUS/sub"
+  for i in $(seq 1 300); do head -c $((i * 331)) /dev/urandom | base64 > "$CORPUS/sub/f$i.txt"; done
+fi
+MARKER="cairn-plaintext-marker-$RANDOM$RANDOM$RANDOM"
+head -c 40000000 /dev/urandom > "$SCRATCH/big.bin"
+
+# ---- A writes through its mount; B and C host by verify-cap ----
+C a ns new --name site >/dev/null
+VCAP=$(C a cap site --verify)
+RCAP=$(C a cap site --read)
+node_mount a "$SCRATCH/ma" || { not_ok "A's mount did not come up"; summary; exit 1; }
+cp -r "$CORPUS" "$SCRATCH/ma/site/docs"
+cp "$SCRATCH/big.bin" "$SCRATCH/ma/site/big.bin"
+printf '%s\n' "$MARKER" > "$SCRATCH/ma/site/marker.txt"
+sync "$SCRATCH/ma/site/marker.txt"
+for n in b c; do check "$n hosts the namespace by its verify-cap" C $n host "$VCAP"; serve $n; done
+check "cairn sync --replicas 2 returns once B and C hold the latest commit" \
+  timeout 120 "$CAIRN" --home "$(H a)" sync site --replicas 2 --timeout 90
+grep -q "host" "$SCRATCH/last.out" && ok "... and names the hosts" || not_ok "sync printed no hosts"
+C a status site > "$SCRATCH/status.out" 2>&1
+grep -q "hosts 2" "$SCRATCH/status.out" && ok "cairn status counts 2 hosts" || { not_ok "status: $(cat "$SCRATCH/status.out")"; }
+expect_exit 1 "sync asking for more replicas than exist says so and fails" \
+  timeout 60 "$CAIRN" --home "$(H a)" sync site --replicas 3 --timeout 3
+stderr_has "... naming how many are missing" "missing 1"
+[ "$(getfattr --absolute-names --only-values -n user.cairn.replicas "$SCRATCH/ma/site/" 2>/dev/null)" = 2 ] \
+  && ok "user.cairn.replicas on the namespace root says 2" || not_ok "user.cairn.replicas"
+
+# a verify-cap host holds ciphertext only
+! grep -rqa "$MARKER" "$(H b)" && ok "B's home holds no plaintext of a known file" || not_ok "plaintext found on B"
+expect_exit 1 "B (verify-cap) cannot read a file" C b get site:/marker.txt
+
+# ---- A dies; D, a fresh node with the read-cap only, mounts and reads it all ----
+kill -9 "$MOUNT_PID_a"; wait "$MOUNT_PID_a" 2>/dev/null
+fusermount3 -u -z "$SCRATCH/ma"
+C d ns add "$RCAP" --name site >/dev/null
+node_mount d "$SCRATCH/md" || not_ok "D's mount did not come up"
+check "D reads the whole corpus from the hosts: diff -r is clean" diff -r "$CORPUS" "$SCRATCH/md/site/docs"
+check "D reads the 40 MB file byte for byte" cmp "$SCRATCH/big.bin" "$SCRATCH/md/site/big.bin"
+C d check --store > "$SCRATCH/check.out" 2>&1 && ok "every chunk D stored hashes to its name" || not_ok "check on D: $(tail -3 "$SCRATCH/check.out")"
+
+# ---- A comes back and writes; D sees it within seconds ----
+node_mount a "$SCRATCH/ma" || not_ok "A's remount"
+echo "written after the restart" > "$SCRATCH/ma/site/later.txt"
+sync "$SCRATCH/ma/site/later.txt"
+start=$(date +%s%N)
+if within 20 grep -q "written after the restart" "$SCRATCH/md/site/later.txt"; then
+  ok "D sees A's later write ($(( ($(date +%s%N) - start) / 1000000 )) ms after fsync)"
+else not_ok "D never saw A's later write"; fi
+
+# ---- a corrupt host: B's chunks have flipped bytes; E still reads correct data ----
+n=0
+for f in $(find "$(H b)/chunks" -type f -size +16k | head -400); do flip_byte "$f"; n=$((n + 1)); done
+[ "$n" -gt 0 ] && ok "corrupted $n of B's chunk files" || not_ok "nothing to corrupt on B"
+C e ns add "$RCAP" --name site >/dev/null
+node_mount e "$SCRATCH/me" || not_ok "E's mount"
+check "E reads correct data although B serves corrupt chunks" cmp "$SCRATCH/big.bin" "$SCRATCH/me/site/big.bin"
+check "... and the corpus" diff -r "$CORPUS" "$SCRATCH/me/site/docs"
+C e check --store > "$SCRATCH/check.out" 2>&1 && ok "E's store holds no corrupt chunk" || not_ok "E stored corrupt chunks"
+grep -q "banned\|failed its hash check" "$SCRATCH/e.log" && ok "E's log names the bad data it refused" || not_ok "E never received bad data (the case did not happen)"
+
+# ---- a host killed mid-transfer: F's read completes from the other ----
+C f ns add "$RCAP" --name site >/dev/null
+# B is corrupt now; a clean copy of C's data makes B useful again for this case
+kill -9 "$SERVE_PID_b"; wait "$SERVE_PID_b" 2>/dev/null
+rm -rf "$(H b)/chunks" "$(H b)/packs"; mkdir -p "$(H b)/chunks" "$(H b)/packs"
+serve b
+within 60 sh -c "\"$CAIRN\" --home '$(H a)' status site | grep -q 'hosts 2'" || not_ok "B did not re-host"
+node_mount f "$SCRATCH/mf" || not_ok "F's mount"
+( sleep 0.3; kill -9 "$SERVE_PID_b" ) &
+check "F's read of the 40 MB file completes although a host died during it" \
+  cmp "$SCRATCH/big.bin" "$SCRATCH/mf/site/big.bin"
+
+# ---- stale and forged roots ----
+SEQ_D=$(C d status site | awk 'NR == 1 {print $3}')
+cp -a "$(H d)" "$SCRATCH/d-copy"
+echo "one more" > "$SCRATCH/ma/site/more.txt"; sync "$SCRATCH/ma/site/more.txt"
+within 20 test -f "$SCRATCH/md/site/more.txt" && ok "D follows to the next commit" || not_ok "D missed more.txt"
+# the old home replays its older root into the DHT from another node
+rm -rf "$(H old)"; cp -a "$SCRATCH/d-copy" "$(H old)"; rm -f "$(H old)/run/"*
+C old init --listen "127.0.0.1:$(port_of old)" >/dev/null
+serve old
+sleep 4
+SEQ_NOW=$(C d status site | awk 'NR == 1 {print $3}')
+[ "$SEQ_NOW" -gt "$SEQ_D" ] && ok "a replayed older root (seq $SEQ_D) does not move D back from seq $SEQ_NOW" \
+  || not_ok "D's seq went from $SEQ_NOW back to $SEQ_D"
+test -f "$SCRATCH/md/site/more.txt" && ok "... and D still shows the newer tree" || not_ok "D lost more.txt"
+if [ -x "${FORGE_TOOL:-}" ]; then
+  check "a root signed by the wrong key is put into the DHT" \
+    "$FORGE_TOOL" "127.0.0.1:$(port_of b)" "$(C a cap site --verify)"
+  sleep 3
+  [ "$(C d status site | awk 'NR == 1 {print $3}')" = "$SEQ_NOW" ] && ok "D refuses the forged root" || not_ok "D took a forged root"
+  test -f "$SCRATCH/md/site/more.txt" && ok "... and its tree is unchanged" || not_ok "forged root changed D's tree"
+else
+  not_ok "FORGE_TOOL (tests/forge_root) is not built"
+fi
+
+for m in ma md me mf; do fusermount3 -u "$SCRATCH/$m" 2>/dev/null; done
+if grep -h "AddressSanitizer\|runtime error" "$SCRATCH"/*.log >/dev/null 2>&1; then
+  not_ok "a node's log shows a sanitizer report"; grep -h -A5 "AddressSanitizer\|runtime error" "$SCRATCH"/*.log | head -20
+else ok "no sanitizer report in any node's log"; fi
+summary
