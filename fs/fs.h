@@ -65,6 +65,27 @@ int cn_ns_commit(cn_ns *ns);
 typedef struct { uint64_t commits, chunks, files, bad; } cn_check_report;
 int cn_ns_check(cn_store *s, const cn_nskey *key, cn_check_report *report);
 
+/* ---- immutable caps (fs/cap.c) ---- */
+/* The read cap of the file or directory at path: an immutable snapshot of it as it is now
+ * (docs/FORMAT.md §3.3). A directory cap names the directory's top node; a file cap names a
+ * one-entry directory leaf holding the file's entry, sealed like any node. Open for
+ * writing, ns first commits pending changes, and a new file-cap object is committed
+ * before this returns, so the cap's objects are durable and listed. Otherwise: -EROFS
+ * when that commit is needed and ns holds the write key (open it for writing), -ENOTSUP
+ * when ns is held by a read-cap and no commit holds the object yet. */
+int cn_ns_cap(cn_ns *ns, const char *path, cn_cap *out);
+/* Opens the snapshot a file or directory read cap names as a read-only tree with no
+ * namespace keys: a directory cap's directory is its root; a file cap's root holds just
+ * that file (cn_ns_cap_file names it). -EACCES for a verify cap, -EINVAL for a namespace
+ * cap, -ENOENT when the named object is not stored here, -EIO when it is damaged or not
+ * what the cap kind says. */
+int cn_ns_open_cap(cn_store *s, const cn_cap *cap, cn_ns **out);
+/* The name of the file a file-cap tree holds; NULL for any other tree. */
+const char *cn_ns_cap_file(cn_ns *ns);
+/* Verifies (and with a read cap decrypts) every node and chunk reachable from a file or
+ * directory cap; a verify cap can only check its one named object. Like cn_ns_check. */
+int cn_cap_check(cn_store *s, const cn_cap *cap, cn_check_report *report);
+
 /* ---- the FUSE mount (fs/mount.c) ---- */
 typedef struct {
   const char *mountpoint;

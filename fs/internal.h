@@ -45,6 +45,8 @@ struct cn_ns {
   uint64_t seq;
   int has_head;
   uint8_t head[CN_ID_BYTES];
+  int from_cap; /* a read-only view of a file or directory cap: no namespace keys (cap.c) */
+  cn_cap cap;   /* that cap */
   cn_entry root;
   cn_chunker chunker;
   uint8_t (*touched)[CN_ID_BYTES]; /* chunks written since the last commit */
@@ -62,6 +64,9 @@ int fs_seal_store(cn_ns *ns, const void *plain, size_t len, cn_ref *ref, size_t 
 int fs_get_object(cn_ns *ns, const uint8_t id[CN_ID_BYTES], const uint8_t key[CN_KEY_BYTES],
                   uint8_t **plain, size_t *len);
 int fs_note_chunk(cn_ns *ns, const uint8_t id[CN_ID_BYTES], size_t len);
+
+/* The entry at path (the namespace root for "/"). */
+int fs_lookup(cn_ns *ns, const char *path, cn_entry **out);
 
 /* entries and directories (tree.c) */
 void fs_entry_encode(cn_buf *b, const cn_entry *e);
@@ -102,5 +107,14 @@ int fs_file_extents(cn_ns *ns, const cn_entry *e, cn_extent **out, size_t *n);
 const uint8_t *fs_file_inline(const cn_entry *e);
 /* Verifies and decrypts every chunk and manifest node of a file: 0 or -EIO (logged). */
 int fs_file_check(cn_ns *ns, const cn_entry *e, uint64_t *chunks, uint64_t *bad);
+
+/* immutable caps (cap.c) */
+/* The read cap of e, an entry of ns's tree (or its root) as it is in memory; a directory
+ * must have no uncommitted changes (-EBUSY). A file's cap object is sealed with ns's
+ * convergence secret; when no accepted commit lists it yet, writer (open for writing, same
+ * namespace; may be ns) gets it staged and noted for its next commit, with writer->dirty
+ * set and *stored = 1, and the caller must make it durable before handing the cap out.
+ * Without a writer that case is -ENOTSUP. */
+int fs_entry_cap(cn_ns *ns, const cn_entry *e, cn_ns *writer, cn_cap *out, int *stored);
 
 #endif

@@ -4,7 +4,8 @@
  * The mount root lists one directory per namespace in the keyring, named by its ID, and
  * petnames as symlinks to them. Looking up a namespace cap string at the root adds it to
  * the keyring and answers with a symlink to the namespace's directory (a symlink, not a
- * second directory, because the kernel refuses two names for one directory).
+ * second directory, because the kernel refuses two names for one directory). A file or
+ * directory cap looked up there shows the snapshot it names, read-only.
  *
  * Files are read straight from their chunks (verified and decrypted, one chunk cached per
  * inode). The first write to a file copies it into an unnamed staging file (O_TMPFILE in
@@ -111,6 +112,7 @@ static struct {
   fuse_ino_t next_ino;
   inode root;
   mount_ns *namespaces;
+  mount_ns *caps; /* views of file and directory caps looked up at the root */
   int64_t started_ns;
   int commit_interval;
   pthread_t timer;
@@ -390,11 +392,53 @@ static int petname_target(const char *name, char id[CN_NSID_LEN + 1])
   return found;
 }
 
+static int is_object_cap(enum cn_cap_kind k)
+{
+  return k == CN_CAP_FILE_READ || k == CN_CAP_FILE_VERIFY || k == CN_CAP_DIR_READ ||
+         k == CN_CAP_DIR_VERIFY;
+}
+
+/* A file or directory cap looked up at the root: its snapshot, read-only, under the cap's
+ * own name: a directory cap as a directory, a file cap as the file itself, so that cat,
+ * cp and ls work on MNT/<cap> directly. Nothing is added to the keyring; each view is kept
+ * until unmount (like snapshots) and is not listed at the root. */
+static void lookup_object_cap(fuse_req_t req, const cn_cap *cap)
+{
+  mount_ns *m = M.caps;
+  while (m && (m->ns->cap.kind != cap->kind || memcmp(m->ns->cap.a, cap->a, sizeof cap->a) ||
+               memcmp(m->ns->cap.b, cap->b, sizeof cap->b)))
+    m = m->next;
+  if (!m) {
+    cn_ns *ns;
+    int rc = cn_ns_open_cap(M.store, cap, &ns);
+    if (rc < 0) {
+      cn_log("lookup of a '%s' cap at the mount root: %s", cn_cap_kind_name(cap->kind), cn_err());
+      fuse_reply_err(req, rc == -EACCES ? EACCES : rc == -EIO ? EIO : ENOENT);
+      return;
+    }
+    m = calloc(1, sizeof *m);
+    if (!m)
+      abort();
+    m->ns = ns;
+    snprintf(m->id, sizeof m->id, "%s-cap", cn_cap_kind_name(cap->kind)); /* for log lines */
+    m->root = new_inode(I_NSROOT, m);
+    m->root->entry = &ns->root;
+    ns->root.inode = m->root;
+    m->next = M.caps;
+    M.caps = m;
+  }
+  reply_entry(req, cn_ns_cap_file(m->ns) ? entry_inode(m, m->ns->root.dir->ents[0]) : m->root);
+}
+
 /* A cap string looked up at the root: add it to the keyring and show its namespace. */
 static void lookup_cap(fuse_req_t req, const char *name)
 {
   cn_cap cap;
   cn_nskey key;
+  if (cn_cap_parse(name, &cap) == 0 && is_object_cap(cap.kind)) {
+    lookup_object_cap(req, &cap);
+    return;
+  }
   if (cn_cap_parse(name, &cap) < 0 || cn_nskey_from_cap(&key, &cap) < 0) {
     cn_log("lookup of '%.24s…' at the mount root: %s", name, cn_err());
     fuse_reply_err(req, ENOENT);
@@ -556,7 +600,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
       fuse_reply_err(req, -rc == ENOENT ? ENOENT : EIO);
     else
       reply_entry(req, snap->root);
-  } else if (p->kind == I_NSROOT && !p->mns->snapshot_name[0] && !strcmp(name, SNAPSHOTS_NAME)) {
+  } else if (p->kind == I_NSROOT && !p->mns->snapshot_name[0] && !p->mns->ns->from_cap &&
+             !strcmp(name, SNAPSHOTS_NAME)) {
     reply_entry(req, snapdir_inode(p->mns));
   } else {
     cn_dir *d;
@@ -1618,10 +1663,75 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 
 #define XATTR_PREFIX "user.cairn."
 
+/* The namespace that can store a new cap object for m's tree: m itself, or for a snapshot
+ * the live namespace; NULL when it is held without its write-cap, or m is a cap's view. */
+static mount_ns *cap_writer(mount_ns *m)
+{
+  if (m->ns->from_cap)
+    return NULL;
+  mount_ns *live = m->snapshot_name[0] ? find_ns(m->ns->key.pk) : m;
+  return live && live->ns->key.access == CN_ACCESS_WRITE ? live : NULL;
+}
+
+/* Files and directories that are in a tree (not unlinked) can have a cap. */
+static int may_have_cap(inode *n)
+{
+  return (n->kind == I_NSROOT || n->kind == I_ENTRY) && !n->detached &&
+         (n->entry->attr.type == CN_FILE || n->entry->attr.type == CN_DIR);
+}
+
+/* Whether listxattr shows user.cairn.cap: where getxattr can answer it. */
+static int has_cap_xattr(inode *n)
+{
+  if (!may_have_cap(n))
+    return 0;
+  const cn_entry *e = n->entry;
+  if (e->attr.type == CN_DIR)
+    return cap_writer(n->mns) || e->content.len == REF_BYTES;
+  if (cap_writer(n->mns))
+    return 1;
+  /* held read-only: only where a commit already holds the file's cap object */
+  cn_cap c;
+  int stored;
+  return fs_entry_cap(n->mns->ns, e, NULL, &c, &stored) == 0;
+}
+
+/* user.cairn.cap: the read cap of an immutable snapshot of n as it is now. In a namespace
+ * this mount writes, pending changes are committed first (as fsync would), and a file's
+ * new cap object is durable before the cap is returned and listed by the next commit. */
+static int cap_xattr(inode *n, char *out, size_t size)
+{
+  if (!may_have_cap(n))
+    return -ENODATA;
+  mount_ns *m = n->mns, *writer = cap_writer(m);
+  int stored = 0, rc = 0;
+  cn_cap c;
+  char str[CN_CAP_STR_MAX];
+  const cn_entry *e = n->entry;
+  /* what the cap must name is not stored yet (pending cap objects alone do not count) */
+  int stale = e->attr.type == CN_FILE ? n->dirty :
+              (e->dir && e->dir->dirty) || e->content.len != REF_BYTES || m->dirty_files;
+  if (writer == m && stale)
+    rc = commit_ns(m, 1);
+  if (!rc)
+    rc = fs_entry_cap(m->ns, e, writer ? writer->ns : NULL, &c, &stored);
+  if (!rc && stored)
+    rc = cn_store_flush(M.store);
+  if (rc < 0) {
+    cn_log("user.cairn.cap of '%s' in %s: %s", e->name, m->id, cn_err());
+    return rc == -ENOTSUP || rc == -ENOSPC ? rc : -EIO;
+  }
+  cn_cap_format(&c, str);
+  snprintf(out, size, "%s", str);
+  return 0;
+}
+
 /* Writes the named cairn xattr of n into out (NUL-terminated); -ENODATA if it has none. */
 static int cairn_xattr(inode *n, const char *name, char *out, size_t cap)
 {
-  if (n->kind == I_NSROOT && !strcmp(name, XATTR_PREFIX "replicas")) {
+  if (!strcmp(name, XATTR_PREFIX "cap"))
+    return cap_xattr(n, out, cap);
+  if (n->kind == I_NSROOT && !n->mns->ns->from_cap && !strcmp(name, XATTR_PREFIX "replicas")) {
     /* other nodes holding the latest commit in full (needs the peer network) */
     cn_ns_status st;
     if (!M.node || n->mns->snapshot_name[0])
@@ -1632,7 +1742,7 @@ static int cairn_xattr(inode *n, const char *name, char *out, size_t cap)
     snprintf(out, cap, "%zu", st.n_hosts);
     return 0;
   }
-  if (n->kind == I_NSROOT) {
+  if (n->kind == I_NSROOT && !n->mns->ns->from_cap) {
     const cn_nskey *k = &n->mns->ns->key;
     enum cn_access want = !strcmp(name, XATTR_PREFIX "writecap") ? CN_ACCESS_WRITE :
                           !strcmp(name, XATTR_PREFIX "readcap") ? CN_ACCESS_READ :
@@ -1696,6 +1806,10 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
       memcpy(list + len, names[i], strlen(names[i]) + 1);
       len += strlen(names[i]) + 1;
     }
+  if (n && has_cap_xattr(n)) { /* listed without making it: getxattr may commit */
+    memcpy(list + len, XATTR_PREFIX "cap", sizeof XATTR_PREFIX "cap");
+    len += sizeof XATTR_PREFIX "cap";
+  }
   pthread_mutex_unlock(&M.lock);
   if (!n)
     fuse_reply_err(req, ENOENT);
@@ -1790,6 +1904,12 @@ static void detach_all(void)
       m->retired = old->retired_next;
       cn_ns_close(old);
     }
+    free(m);
+  }
+  while (M.caps) {
+    mount_ns *m = M.caps;
+    M.caps = m->next;
+    cn_ns_close(m->ns);
     free(m);
   }
   for (size_t b = 0; b < INODE_BUCKETS; b++)

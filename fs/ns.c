@@ -556,6 +556,11 @@ static int lookup(cn_ns *ns, const char *path, cn_entry **out, cn_dir **parent)
   return 0;
 }
 
+int fs_lookup(cn_ns *ns, const char *path, cn_entry **out)
+{
+  return lookup(ns, path, out, NULL);
+}
+
 int cn_ns_stat(cn_ns *ns, const char *path, cn_attr *attr)
 {
   cn_entry *e;

@@ -152,6 +152,99 @@ partial=$(find "$SCRATCH/out2" -name '*.cairn-partial' | wc -l)
 flip_byte "$victim_id"   # flip back: the store is whole again
 expect_exit 0 "check is clean after repair" C check --all
 
+# ---- file and directory caps: immutable snapshots of one entry ----
+site_seq() { C ns ls | awk '$NF == "site" {print $4}'; }
+check "put -r a tree to share" C put -r "$SRC/sub" site:/share
+seq_before=$(site_seq)
+check "cap NS:/file" C cap site:/share/random.bin
+FILECAP=$(cat "$SCRATCH/last.out")
+case "$FILECAP" in cairn-fr1-*) ok "... is a file read cap" ;; *) not_ok "cap of a file gave '$FILECAP'" ;; esac
+[ "$(site_seq)" -gt "$seq_before" ] && ok "... whose new object was committed" || not_ok "no commit holds the file cap's object"
+seq_before=$(site_seq)
+[ "$(C cap site:/share/random.bin)" = "$FILECAP" ] && ok "the same file gives the same cap" || not_ok "file cap changed"
+[ "$(site_seq)" = "$seq_before" ] && ok "... without another commit" || not_ok "a repeated cap committed again"
+BIGCAP=$(C cap site:/share/big.bin)
+DIRCAP=$(C cap site:/share); FILEVCAP=$(C cap --verify site:/share/random.bin); DIRVCAP=$(C cap site:/share --verify)
+case "$DIRCAP" in cairn-dr1-*) ok "cap NS:/dir is a directory read cap" ;; *) not_ok "cap of a dir gave '$DIRCAP'" ;; esac
+case "$FILEVCAP $DIRVCAP" in "cairn-fv1-"*" cairn-dv1-"*) ok "cap --verify gives fv and dv caps" ;; *) not_ok "verify caps: $FILEVCAP $DIRVCAP" ;; esac
+[ "$(C cap --verify "$FILECAP")" = "$FILEVCAP" ] && ok "a file cap diminishes to its verify cap" || not_ok "fr -> fv differs"
+expect_exit 2 "cap --write of a path is refused" C cap --write site:/share/random.bin
+sum_random=$(sha256sum < "$SRC/sub/random.bin"); sum_big=$(sha256sum < "$SRC/sub/big.bin")
+# change and delete everything the caps name
+head -c 100000 /dev/urandom | C put site:/share/random.bin
+check "rm -r the shared tree" C rm -r site:/share
+[ "$(C get "$FILECAP" | sha256sum)" = "$sum_random" ] && ok "get FILECAP still returns the old content" || not_ok "file cap content changed"
+[ "$(C get "$BIGCAP" | sha256sum)" = "$sum_big" ] && ok "... also for a file stored via a manifest" || not_ok "big file cap content"
+check "get -r DIR DIRCAP copies the old tree" C get -r "$SCRATCH/capdir" "$DIRCAP"
+check "... identical to the source" diff -r "$SRC/sub" "$SCRATCH/capdir"
+meta "$SRC/sub" > "$SCRATCH/meta.src"; meta "$SCRATCH/capdir" > "$SCRATCH/meta.out"
+check "... with modes and mtimes" diff "$SCRATCH/meta.src" "$SCRATCH/meta.out"
+check "get DIRCAP:/path reads below a directory cap" sh -c "\"$CAIRN\" get '$DIRCAP:/deeper/numbers.txt' | cmp - '$SRC/sub/deeper/numbers.txt'"
+C ls -l "$FILECAP" > "$SCRATCH/ls"
+grep -q '^-rw.* 3000000 .* random.bin$' "$SCRATCH/ls" && ok "ls -l FILECAP shows the file's name, mode and size" || not_ok "ls -l of a file cap: $(cat "$SCRATCH/ls")"
+C ls "$DIRCAP" > "$SCRATCH/ls"
+[ "$(tr '\n' ' ' < "$SCRATCH/ls")" = "big.bin deeper random.bin " ] && ok "ls DIRCAP lists the directory" || not_ok "ls of a dir cap: $(cat "$SCRATCH/ls")"
+check "check DIRCAP decrypts everything below it" C check "$DIRCAP"
+check "check of a verify cap" C check "$FILEVCAP"
+expect_exit 1 "a verify cap cannot read" C get "$FILEVCAP"
+stderr_has "... saying the read cap is needed" "cannot read it"
+expect_exit 1 "nothing can be written through a file cap" C put "$FILECAP" < /dev/null
+stderr_has "... it is a read-only snapshot" "read-only snapshot"
+expect_exit 1 "nor removed through a directory cap" C rm "$DIRCAP:/big.bin"
+expect_exit 2 "a file cap takes no path" C get "$FILECAP:/x"
+expect_exit 2 "a mistyped file cap is a usage error" C get "$(echo "$FILECAP" | sed 's/\(.\{30\}\)a/\1b/; t; s/\(.\{30\}\)./\1a/')"
+stderr_has "... saying why" "checksum mismatch"
+expect_exit 2 "a truncated directory cap too" C ls "${DIRCAP%??????}"
+stderr_has "... saying why" "cap body"
+# a cap with a valid checksum naming nothing stored: forged, or not fetched yet
+FORGED=$(python3 - "$FILECAP" <<'PY'
+import base64, hashlib, sys
+cap = sys.argv[1]
+prefix, body = cap[:10], cap[10:]
+raw = bytearray(base64.b32decode(body.upper() + '=' * (-len(body) % 8)))
+raw[3] ^= 1
+payload = bytes(raw[:64])
+raw = payload + hashlib.blake2b(prefix.encode() + payload, digest_size=32).digest()[:4]
+print(prefix + base64.b32encode(raw).decode().rstrip('=').lower())
+PY
+)
+expect_exit 1 "a forged cap with a valid checksum is refused" C get "$FORGED"
+stderr_has "... its object is not stored" "not in the local store"
+
+# a second home holding only copies of the chunk files: no keyring, no index entries
+export CAIRN_HOME="$SCRATCH/home3"
+C init >/dev/null
+cp -r "$SCRATCH/home/chunks/." "$CAIRN_HOME/chunks/"
+[ -z "$(C ns ls)" ] && ok "the second home holds no namespace" || not_ok "second home keyring: $(C ns ls)"
+[ "$(C get "$FILECAP" | sha256sum)" = "$sum_random" ] && ok "it reads the file cap" || not_ok "file cap in a second home"
+check "and copies the directory cap" C get -r "$SCRATCH/capdir3" "$DIRCAP"
+check "... identical to the source" diff -r "$SRC/sub" "$SCRATCH/capdir3"
+check "check of the directory cap there" C check "$DIRCAP"
+for f in $(find "$CAIRN_HOME/chunks" -type f -size +100k); do flip_byte "$f"; done
+expect_exit 1 "check of the directory cap finds damaged chunks" C check "$DIRCAP"
+stderr_has "... naming them" "is corrupt"
+expect_exit 1 "get of the file cap fails on damaged chunks" C get "$FILECAP"
+
+# a home holding the namespace by its read-cap only: directory caps yes, file caps only
+# where the writer already made them
+export CAIRN_HOME="$SCRATCH/home"
+TREEDIRCAP=$(C cap site:/tree/sub)
+cp -r "$SCRATCH/home/." "$SCRATCH/home4"
+export CAIRN_HOME="$SCRATCH/home4"
+printf '# cairn keyring\n%s ro\n' "$READCAP" > "$CAIRN_HOME/keyring"
+check "cap of a directory through a read-cap" C cap ro:/tree/sub
+[ "$(cat "$SCRATCH/last.out")" = "$TREEDIRCAP" ] && ok "... is the writer's directory cap" || not_ok "reader's dir cap differs"
+expect_exit 1 "cap of a file nobody made a cap for, through a read-cap, is refused" C cap ro:/tree/sub/random.bin
+stderr_has "... saying only the writer can make it" "only the writer"
+export CAIRN_HOME="$SCRATCH/home"
+TREEFILECAP=$(C cap site:/tree/sub/random.bin)
+cp "$SCRATCH/home/index/"* "$SCRATCH/home4/index/"   # the writer's commit reaches the reader
+cp -r "$SCRATCH/home/chunks/." "$SCRATCH/home4/chunks/"
+export CAIRN_HOME="$SCRATCH/home4"
+[ "$(C cap ro:/tree/sub/random.bin)" = "$TREEFILECAP" ] && ok "once the writer made it, a reader gets the same file cap" || not_ok "reader's file cap differs"
+export CAIRN_HOME="$SCRATCH/home"
+expect_exit 0 "check --all is clean after all the caps" C check --all
+
 # ---- crash safety: SIGKILL during a large put, at several moments ----
 head -c 150000000 /dev/urandom > "$SCRATCH/large.bin"
 for delay in 0.2 0.7 1.5; do

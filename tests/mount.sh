@@ -232,6 +232,77 @@ rm "$S/.snapshots/$snap/history.txt" 2>/dev/null; [ $? -ne 0 ] && ok "nothing ca
 ! ls -a "$S" | grep -q '^\.snapshots$' && ok ".snapshots is not listed, so cp -r and rsync of a namespace skip it" || not_ok ".snapshots is listed"
 unmount_fg "$M"
 
+# ---- file and directory caps: user.cairn.cap, and caps looked up at the root ----
+getcap() { getfattr --absolute-names --only-values -n user.cairn.cap "$1" 2>/dev/null; }
+fsync_path() { python3 -c "import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd)" "$1"; }
+mount_fg "$M" --commit-interval 2
+mkdir -p "$S/shared/sub"
+head -c 2000000 /dev/urandom > "$SCRATCH/shared.bin"
+cp "$SCRATCH/shared.bin" "$S/shared/data.bin"; echo "v1" > "$S/shared/note"; echo deep > "$S/shared/sub/deep"
+fsync_path "$S/shared/note"
+getfattr --absolute-names -d "$S/shared/data.bin" 2>/dev/null | grep -q '^user.cairn.cap=' && ok "listxattr lists user.cairn.cap on a file" || not_ok "user.cairn.cap not listed"
+seq_before=$(seq_of)
+FCAP=$(getcap "$S/shared/data.bin"); NCAP=$(getcap "$S/shared/note"); DCAP=$(getcap "$S/shared"); RCAP=$(getcap "$S/")
+case "$FCAP $DCAP $RCAP" in "cairn-fr1-"*" cairn-dr1-"*" cairn-dr1-"*) ok "user.cairn.cap: fr on a file, dr on a directory and a namespace root" ;;
+  *) not_ok "user.cairn.cap gave '$FCAP' '$DCAP' '$RCAP'" ;; esac
+[ "$(getcap "$S/shared/data.bin")" = "$FCAP" ] && ok "the same file gives the same cap" || not_ok "file cap changed between reads"
+cmp -s "$M/$FCAP" "$SCRATCH/shared.bin" && ok "cat MNT/<file cap> reads the file" || not_ok "file cap at the root"
+[ "$(cat "$M/$NCAP")" = v1 ] && ok "... a small inline one too" || not_ok "inline file cap"
+[ "$(ls "$M/$DCAP" | tr '\n' ' ')" = "data.bin note sub " ] && ok "ls MNT/<dir cap> lists the directory" || not_ok "ls of a dir cap: $(ls "$M/$DCAP" 2>&1)"
+check "cp -r MNT/<dir cap> copies it" cp -r "$M/$DCAP" "$SCRATCH/fromcap"
+[ "$(cat "$SCRATCH/fromcap/sub/deep")" = deep ] && cmp -s "$SCRATCH/fromcap/data.bin" "$SCRATCH/shared.bin" && ok "... with the right content" || not_ok "cp -r of a dir cap differs"
+check "cp MNT/<file cap> copies it" cp "$M/$FCAP" "$SCRATCH/fromcap.bin"
+! ls "$M" | grep -q '^cairn-' && ok "caps looked up are not listed at the root" || not_ok "caps listed at the root"
+python3 - "$M/$FCAP" "$M/$DCAP" <<'PY' && ok "writes through caps get EROFS" || not_ok "a cap view is writable"
+import errno, os, sys
+f, d = sys.argv[1], sys.argv[2]
+for op in (lambda: os.open(f, os.O_WRONLY), lambda: os.open(d + '/new', os.O_CREAT | os.O_WRONLY),
+           lambda: os.mkdir(d + '/newdir'), lambda: os.unlink(d + '/note'), lambda: os.chmod(f, 0o600),
+           lambda: os.truncate(f, 0)):
+    try:
+        op(); raise SystemExit(1)
+    except OSError as e:
+        if e.errno != errno.EROFS: raise SystemExit(2)
+PY
+[ "$(getcap "$M/$FCAP")" = "$FCAP" ] && [ "$(getcap "$M/$DCAP")" = "$DCAP" ] && ok "a cap's view answers user.cairn.cap with that cap" || not_ok "cap of a cap view"
+getcap "$M/$DCAP/note" >/dev/null; [ $? -ne 0 ] && ok "a file inside a directory cap has no cap of its own" || not_ok "file cap inside a dir cap"
+# snapshot semantics: change and remove what the caps name
+echo "v2" > "$S/shared/note"; rm "$S/shared/data.bin"; fsync_path "$S/shared/note"
+[ "$(cat "$M/$NCAP")" = v1 ] && cmp -s "$M/$FCAP" "$SCRATCH/shared.bin" && [ -e "$M/$DCAP/data.bin" ] \
+  && ok "caps still show the old content after a change, a delete and a commit" || not_ok "a cap followed the change"
+NCAP2=$(getcap "$S/shared/note")
+[ -n "$NCAP2" ] && [ "$NCAP2" != "$NCAP" ] && [ "$(cat "$M/$NCAP2")" = v2 ] && ok "the changed file has a new cap" || not_ok "new cap of a changed file"
+# uncommitted writes: the cap names the file as it is now
+seq_before=$(seq_of)
+echo "v3, not yet committed" > "$S/shared/note"
+NCAP3=$(getcap "$S/shared/note")
+[ "$(cat "$M/$NCAP3" 2>/dev/null)" = "v3, not yet committed" ] && ok "user.cairn.cap of a file with unsaved writes names them" || not_ok "cap of an uncommitted file"
+[ "$(seq_of)" -gt "$seq_before" ] && ok "... after committing them" || not_ok "unsaved writes were not committed for the cap"
+# a cap of a file in .snapshots: the live namespace stores its object
+snap=$(ls "$S/.snapshots" | sort -n | tail -1)
+[ -n "$snap" ] && OLDCAP=$(getcap "$S/.snapshots/$snap/history.txt")
+[ "$(cat "$M/$OLDCAP" 2>/dev/null)" = "version 2" ] && ok "user.cairn.cap works inside .snapshots" || not_ok "cap of a snapshot file: '$OLDCAP'"
+FVCAP=$(C cap --verify "$FCAP")
+cat "$M/$FVCAP" >/dev/null 2>"$SCRATCH/last.err"; grep -q "Permission denied" "$SCRATCH/last.err" && ok "a verify cap at the root cannot be read (EACCES)" || not_ok "verify cap at the root: $(cat "$SCRATCH/last.err")"
+grep -q "lookup of a 'fv' cap at the mount root: a verify cap" "$SCRATCH/daemon.log" && ok "... and the log says why" || not_ok "no log line for the verify cap"
+BADCAP=$(echo "$FCAP" | sed 's/\(.\{30\}\)a/\1b/; t; s/\(.\{30\}\)./\1a/')
+cat "$M/$BADCAP" >/dev/null 2>&1; [ $? -ne 0 ] && grep -q "checksum mismatch" "$SCRATCH/daemon.log" && ok "a mistyped file cap is not found, and logged" || not_ok "mistyped file cap"
+unmount_fg "$M"
+# every object the caps name was listed by a commit: the CLI finds them without committing
+seq_before=$(seq_of)
+[ "$(C cap site:/shared/note)" = "$NCAP3" ] && [ "$(seq_of)" = "$seq_before" ] && ok "the cap objects made in the mount were committed" || not_ok "cap objects not committed by the mount"
+# another node with only the chunk files, no keyring: by CLI and by its own mount
+H2="$SCRATCH/home-peer"
+CAIRN_HOME="$H2" C init >/dev/null
+cp -r "$CAIRN_HOME/chunks/." "$H2/chunks/"
+CAIRN_HOME="$H2" C get "$FCAP" | cmp -s - "$SCRATCH/shared.bin" && ok "another home with only the chunks gets the file cap" || not_ok "file cap in another home"
+M2="$SCRATCH/mnt-peer"
+CAIRN_HOME="$H2" mount_fg "$M2"
+cmp -s "$M2/$FCAP" "$SCRATCH/shared.bin" && ok "... and its mount shows the file cap" || not_ok "file cap in another home's mount"
+check "... and the directory cap" diff -r "$M2/$DCAP" "$SCRATCH/fromcap"
+[ -z "$(ls "$M2")" ] && ok "... while its root lists no namespace" || not_ok "peer mount root: $(ls "$M2")"
+unmount_fg "$M2"
+
 # ---- mount(8) and fstab: mount -t fuse.cairn HOME MNT, or -t fuse 'CAIRN#HOME' ----
 if [ -x /sbin/mount.fuse3 ] || [ -x /usr/sbin/mount.fuse3 ]; then
   MOUNTS="$MOUNTS $M"
@@ -249,6 +320,7 @@ C ns new --name other >/dev/null
 OTHER_READ=$(C cap other --read); OTHER_ID=$(C ns ls | awk '$NF == "other" {print $1}')
 mount_fg "$M"
 echo "data" > "$M/other/file"; sync -f "$M/other/file"
+echo "more" > "$M/other/file2"
 python3 -c "import os; fd=os.open('$M/other/file', os.O_RDONLY); os.fsync(fd)"
 unmount_fg "$M"
 # forget the write-cap: the namespace is only reachable by its read-cap now
@@ -265,6 +337,10 @@ try:
 except OSError as e:
     raise SystemExit(0 if e.errno == errno.EROFS else 1)
 raise SystemExit(1)" && ok "... with EROFS" || not_ok "not EROFS"
+[ -n "$(getcap "$M/$OTHER_ID/")" ] && ok "user.cairn.cap of a directory in a read-cap namespace" || not_ok "dir cap in a read-only namespace"
+getcap "$M/$OTHER_ID/file2" >/dev/null; [ $? -ne 0 ] && ok "a file whose writer made no cap has none in a read-cap namespace" || not_ok "file cap made without the write-cap"
+! getfattr --absolute-names -d "$M/$OTHER_ID/file2" 2>/dev/null | grep -q user.cairn.cap && ok "... and none is listed" || not_ok "user.cairn.cap listed where it cannot be read"
+grep -q "user.cairn.cap of 'file2'.*only the writer" "$SCRATCH/daemon.log" && ok "... and the log says why" || not_ok "no log line for the refused file cap"
 unmount_fg "$M"
 
 # ---- the corpus, if installed: cp -r then diff -r ----

@@ -441,6 +441,273 @@ START_TEST(history_and_snapshots)
 }
 END_TEST
 
+
+/* ---- immutable caps ---- */
+
+static cn_ns *open_cap_ok(const cn_cap *cap)
+{
+  cn_ns *view;
+  ck_assert_int_eq(cn_ns_open_cap(store, cap, &view), 0);
+  return view;
+}
+
+static int listed(const uint8_t id[CN_ID_BYTES])
+{
+  uint8_t one[1][CN_ID_BYTES];
+  memcpy(one[0], id, CN_ID_BYTES);
+  return cn_store_filter_unlisted(store, one, 1) == 0;
+}
+
+static int count_entries(const char *name, const cn_attr *a, void *ctx)
+{
+  (*(int *)ctx)++;
+  return 0;
+}
+
+START_TEST(file_and_directory_caps_are_snapshots)
+{
+  size_t big_len = 6u << 20, mid_len = 300000;
+  uint8_t *big = random_bytes(big_len, 31), *mid = random_bytes(mid_len, 32);
+  cn_ns *ns, *view;
+  ck_assert_int_eq(cn_ns_open(store, &key, 1, &ns), 0);
+  put_bytes(ns, "/d/big", big, big_len); /* more than 16 chunks: a manifest */
+  put_bytes(ns, "/d/mid", mid, mid_len); /* direct chunk refs */
+  put_bytes(ns, "/d/tiny", (const uint8_t *)"tiny", 4); /* inline */
+  ck_assert_int_eq(cn_ns_symlink(ns, "/d/link", "tiny", NULL), 0);
+  ck_assert_int_eq(cn_ns_commit(ns), 0);
+  uint64_t seq = cn_ns_seq(ns);
+
+  cn_cap fbig, fmid, ftiny, dir, again;
+  ck_assert_int_eq(cn_ns_cap(ns, "/d/big", &fbig), 0);
+  ck_assert_int_eq(fbig.kind, CN_CAP_FILE_READ);
+  /* the new cap object is stored and listed by a commit before the cap is handed out */
+  ck_assert_uint_eq(cn_ns_seq(ns), seq + 1);
+  ck_assert(listed(fbig.a));
+  ck_assert_int_eq(cn_store_has(store, fbig.a), 1);
+  ck_assert_int_eq(cn_ns_cap(ns, "/d/big", &again), 0); /* same entry: same cap, no commit */
+  ck_assert_mem_eq(&again, &fbig, sizeof again);
+  ck_assert_uint_eq(cn_ns_seq(ns), seq + 1);
+  ck_assert_int_eq(cn_ns_cap(ns, "/d/mid", &fmid), 0);
+  ck_assert_int_eq(cn_ns_cap(ns, "/d/tiny", &ftiny), 0);
+  ck_assert_int_eq(cn_ns_cap(ns, "/d", &dir), 0);
+  ck_assert_int_eq(dir.kind, CN_CAP_DIR_READ);
+  ck_assert_int_eq(cn_ns_cap(ns, "/d/link", &again), -EINVAL); /* only files and directories */
+  ck_assert_int_eq(cn_ns_cap(ns, "/d/nope", &again), -ENOENT);
+
+  /* change everything the caps name, and commit */
+  put_bytes(ns, "/d/big", mid, 1000);
+  ck_assert_int_eq(cn_ns_remove(ns, "/d/mid", 0), 0);
+  put_bytes(ns, "/d/new", (const uint8_t *)"new", 3);
+  ck_assert_int_eq(cn_ns_commit(ns), 0);
+  ck_assert_int_eq(cn_ns_cap(ns, "/d/big", &again), 0);
+  ck_assert(memcmp(again.a, fbig.a, CN_ID_BYTES) != 0);
+  cn_ns_close(ns);
+
+  /* the old caps still read exactly what they named, with the file's name and metadata */
+  view = open_cap_ok(&fbig);
+  ck_assert_str_eq(cn_ns_cap_file(view), "big");
+  assert_content(view, "/big", big, big_len);
+  cn_attr a;
+  ck_assert_int_eq(cn_ns_stat(view, "/big", &a), 0);
+  ck_assert_uint_eq(a.size, big_len);
+  ck_assert_uint_eq(a.mode, 0644);
+  ck_assert_int_eq(cn_ns_cap(view, "/big", &again), 0); /* a view answers with its own cap */
+  ck_assert_mem_eq(&again, &fbig, sizeof again);
+  int fd = data_fd((const uint8_t *)"x", 1); /* read-only */
+  ck_assert_int_eq(cn_ns_write_from_fd(view, "/big", fd, NULL), -EROFS);
+  close(fd);
+  ck_assert_int_eq(cn_ns_commit(view), -EROFS);
+  cn_ns_close(view);
+  view = open_cap_ok(&fmid);
+  assert_content(view, "/mid", mid, mid_len);
+  cn_ns_close(view);
+  view = open_cap_ok(&ftiny);
+  assert_content(view, "/tiny", (const uint8_t *)"tiny", 4);
+  cn_ns_close(view);
+
+  view = open_cap_ok(&dir);
+  ck_assert_ptr_null(cn_ns_cap_file(view));
+  int n = 0;
+  ck_assert_int_eq(cn_ns_list(view, "/", count_entries, &n), 0);
+  ck_assert_int_eq(n, 4); /* big, link, mid, tiny: not "new" */
+  assert_content(view, "/big", big, big_len);
+  assert_content(view, "/mid", mid, mid_len);
+  char *target;
+  ck_assert_int_eq(cn_ns_readlink(view, "/link", &target), 0);
+  ck_assert_str_eq(target, "tiny");
+  free(target);
+  ck_assert_int_eq(cn_ns_stat(view, "/new", &a), -ENOENT);
+  ck_assert_int_eq(cn_ns_cap(view, "/", &again), 0);
+  ck_assert_mem_eq(&again, &dir, sizeof again);
+  /* files inside a directory cap: no key to seal a cap object with */
+  ck_assert_int_eq(cn_ns_cap(view, "/mid", &again), -ENOTSUP);
+  cn_ns_close(view);
+
+  cn_check_report r;
+  ck_assert_int_eq(cn_cap_check(store, &dir, &r), 0);
+  ck_assert_uint_eq(r.files, 3);
+  ck_assert_uint_gt(r.chunks, 16);
+  ck_assert_int_eq(cn_cap_check(store, &fmid, &r), 0);
+  ck_assert_uint_eq(r.files, 1);
+  ck_assert_uint_ge(r.chunks, 1);
+  free(big);
+  free(mid);
+}
+END_TEST
+
+START_TEST(caps_in_namespaces_held_without_the_write_cap)
+{
+  cn_ns *ns;
+  cn_cap dir_w, dir_r, file_w, file_r;
+  ck_assert_int_eq(cn_ns_open(store, &key, 1, &ns), 0);
+  put_bytes(ns, "/f", (const uint8_t *)"shared", 6);
+  put_bytes(ns, "/g", (const uint8_t *)"other", 5); /* so the root leaf is not /f's cap node */
+  ck_assert_int_eq(cn_ns_commit(ns), 0);
+  ck_assert_int_eq(cn_ns_cap(ns, "/", &dir_w), 0);
+  cn_ns_close(ns);
+
+  cn_nskey reader = key, verifier = key;
+  cn_nskey_diminish(&reader, CN_ACCESS_READ);
+  cn_nskey_diminish(&verifier, CN_ACCESS_VERIFY);
+  ck_assert_int_eq(cn_ns_open(store, &reader, 0, &ns), 0);
+  ck_assert_int_eq(cn_ns_cap(ns, "/", &dir_r), 0); /* directories: existing nodes */
+  ck_assert_mem_eq(&dir_r, &dir_w, sizeof dir_r);
+  ck_assert_int_eq(cn_ns_cap(ns, "/f", &file_r), -ENOTSUP); /* a reader cannot commit */
+  cn_ns_close(ns);
+  /* the writer, open read-only, is told to open for writing */
+  ck_assert_int_eq(cn_ns_open(store, &key, 0, &ns), 0);
+  uint64_t seq = cn_ns_seq(ns);
+  ck_assert_int_eq(cn_ns_cap(ns, "/f", &file_w), -EROFS);
+  cn_ns_close(ns);
+  ck_assert_int_eq(cn_ns_open(store, &key, 1, &ns), 0);
+  ck_assert_int_eq(cn_ns_cap(ns, "/f", &file_w), 0);
+  ck_assert_uint_eq(cn_ns_seq(ns), seq + 1);
+  cn_ns_close(ns);
+  /* once a commit holds the object, a reader derives the very same cap (convergent) */
+  ck_assert_int_eq(cn_ns_open(store, &reader, 0, &ns), 0);
+  ck_assert_int_eq(cn_ns_cap(ns, "/f", &file_r), 0);
+  ck_assert_mem_eq(&file_r, &file_w, sizeof file_r);
+  cn_ns_close(ns);
+  ck_assert_int_eq(cn_ns_open(store, &verifier, 0, &ns), 0);
+  ck_assert_int_eq(cn_ns_cap(ns, "/f", &file_r), -EACCES);
+  cn_ns_close(ns);
+}
+END_TEST
+
+START_TEST(bad_caps_are_refused)
+{
+  cn_ns *ns, *view;
+  uint8_t *d = random_bytes(200000, 41);
+  ck_assert_int_eq(cn_ns_open(store, &key, 1, &ns), 0);
+  put_bytes(ns, "/f", d, 200000);
+  put_bytes(ns, "/g", d, 10);
+  ck_assert_int_eq(cn_ns_commit(ns), 0);
+  cn_cap file, dir, bad, verify;
+  ck_assert_int_eq(cn_ns_cap(ns, "/f", &file), 0);
+  ck_assert_int_eq(cn_ns_cap(ns, "/", &dir), 0);
+  cn_entry *e;
+  cn_extent *x;
+  size_t n_x;
+  ck_assert_int_eq(fs_lookup(ns, "/f", &e), 0);
+  ck_assert_int_eq(fs_file_extents(ns, e, &x, &n_x), 0);
+  ck_assert_uint_ge(n_x, 1); /* the cut points depend on the random key */
+
+  /* a verify cap cannot read; a namespace cap is not an object cap */
+  ck_assert_int_eq(cn_cap_diminish(&file, CN_CAP_FILE_VERIFY, &verify), 0);
+  ck_assert_int_eq(cn_ns_open_cap(store, &verify, &view), -EACCES);
+  ck_assert_ptr_null(view);
+  cn_check_report r;
+  ck_assert_int_eq(cn_cap_check(store, &verify, &r), 0); /* but it can check its object */
+  ck_assert_uint_eq(r.chunks, 1);
+  cn_cap_from_nskey(&key, &bad);
+  ck_assert_int_eq(cn_ns_open_cap(store, &bad, &view), -EINVAL);
+  /* an object that is not stored */
+  bad = file;
+  bad.a[5] ^= 1;
+  ck_assert_int_eq(cn_ns_open_cap(store, &bad, &view), -ENOENT);
+  ck_assert_int_eq(cn_cap_check(store, &bad, &r), -EIO);
+  /* the right object under a wrong key */
+  bad = file;
+  bad.b[0] ^= 1;
+  ck_assert_int_eq(cn_ns_open_cap(store, &bad, &view), -EIO);
+  /* a file cap naming a two-entry directory, a directory cap naming a data chunk */
+  bad = dir;
+  bad.kind = CN_CAP_FILE_READ;
+  ck_assert_int_eq(cn_ns_open_cap(store, &bad, &view), -EIO);
+  memset(&bad, 0, sizeof bad);
+  bad.kind = CN_CAP_DIR_READ;
+  memcpy(bad.a, x[0].ref.id, CN_ID_BYTES);
+  memcpy(bad.b, x[0].ref.key, CN_KEY_BYTES);
+  ck_assert_int_eq(cn_ns_open_cap(store, &bad, &view), -EIO);
+  bad.kind = CN_CAP_FILE_READ;
+  ck_assert_int_eq(cn_ns_open_cap(store, &bad, &view), -EIO);
+  cn_ns_close(ns);
+
+  /* a damaged data chunk: the cap opens, reading and checking fail with EIO */
+  FILE *f = fopen(cn_store_chunk_path(store, x[0].ref.id), "r+b");
+  ck_assert_ptr_nonnull(f);
+  fseek(f, 1000, SEEK_SET);
+  int byte = fgetc(f);
+  fseek(f, 1000, SEEK_SET);
+  fputc(byte ^ 0x40, f);
+  fclose(f);
+  view = open_cap_ok(&file);
+  int fd = memfd_create("out", 0);
+  ck_assert_int_eq(cn_ns_read_to_fd(view, "/f", fd), -EIO);
+  close(fd);
+  cn_ns_close(view);
+  ck_assert_int_eq(cn_cap_check(store, &file, &r), -EIO);
+  ck_assert_uint_ge(r.bad, 1);
+  /* a damaged cap object: opening fails, and even a verify cap sees it */
+  f = fopen(cn_store_chunk_path(store, file.a), "r+b");
+  ck_assert_ptr_nonnull(f);
+  fputc('X', f); /* over the version byte (1): always a change */
+  fclose(f);
+  ck_assert_int_eq(cn_ns_open_cap(store, &file, &view), -EIO);
+  ck_assert_int_eq(cn_cap_check(store, &verify, &r), -EIO);
+  free(x);
+  free(d);
+}
+END_TEST
+
+/* The file-cap object, byte for byte (docs/FORMAT.md §3.3 and the vector in §14): the
+ * §9.1 example entry in a one-entry leaf, sealed under the §14 seed's convergence key. */
+START_TEST(file_cap_object_layout)
+{
+  static const uint8_t seed[32] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15,
+                                   16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
+  static const uint8_t want[] = {0x44, 0x01, 0x00, 0x01, 0x01, 0x61, 0x01, 0xa4, 0x03, 0x00,
+                                 0x00, 0x02, 0x00, 0x00, 0x00, 0x03, 0x00, 0x68, 0x69};
+  cn_nskey k;
+  cn_ns *ns;
+  cn_cap cap;
+  char str[CN_CAP_STR_MAX];
+  cn_nskey_from_seed(&k, seed);
+  cn_attr meta = {.type = CN_FILE, .mode = 0644};
+  ck_assert_int_eq(cn_ns_open(store, &k, 1, &ns), 0);
+  int fd = data_fd((const uint8_t *)"hi", 2);
+  ck_assert_int_eq(cn_ns_write_from_fd(ns, "/a", fd, &meta), 0);
+  close(fd);
+  put_bytes(ns, "/b", (const uint8_t *)"b", 1);
+  ck_assert_int_eq(cn_ns_commit(ns), 0);
+  ck_assert_int_eq(cn_ns_cap(ns, "/a", &cap), 0);
+  uint8_t *plain;
+  size_t len;
+  ck_assert_int_eq(fs_get_object(ns, cap.a, cap.b, &plain, &len), 0);
+  ck_assert_uint_eq(len, sizeof want);
+  ck_assert_mem_eq(plain, want, sizeof want);
+  free(plain);
+  cn_cap_format(&cap, str);
+  ck_assert_str_eq(str, "cairn-fr1-6pkisct3nv662xkbqegirtdprhwio2ehfsynn656gogsriqa7pi3dngxik53cauq3weulqe4zegfblpvzxrrxcik7jzh3k72tgywibhwpp3u2");
+  cn_cap verify;
+  ck_assert_int_eq(cn_cap_diminish(&cap, CN_CAP_FILE_VERIFY, &verify), 0);
+  cn_cap_format(&verify, str);
+  ck_assert_str_eq(str, "cairn-fv1-6pkisct3nv662xkbqegirtdprhwio2ehfsynn656gogsriqa7piyqmw74m");
+  cn_ns_close(ns);
+  cn_nskey_wipe(&k);
+}
+END_TEST
+
 int main(void)
 {
   if (cn_crypto_init() < 0)
@@ -459,6 +726,10 @@ int main(void)
   tcase_add_test(tc, namespaces_never_share_ciphertext);
   tcase_add_test(tc, read_and_verify_caps);
   tcase_add_test(tc, check_finds_damage_and_rollback_is_refused);
+  tcase_add_test(tc, file_and_directory_caps_are_snapshots);
+  tcase_add_test(tc, caps_in_namespaces_held_without_the_write_cap);
+  tcase_add_test(tc, bad_caps_are_refused);
+  tcase_add_test(tc, file_cap_object_layout);
   suite_add_tcase(suite, tc);
   return run_suite(suite);
 }

@@ -63,9 +63,55 @@ static int open_store(cn_store **s)
   return rc < 0 ? fail(EXIT_FAIL, "%s", cn_err()) : 0;
 }
 
+/* Whether name is a well-formed file or directory cap (fr, fv, dr, dv). */
+static int object_cap(const char *name, cn_cap *cap)
+{
+  return !strncasecmp(name, "cairn-", 6) && cn_cap_parse(name, cap) == 0 &&
+         cap->kind != CN_CAP_NS_WRITE && cap->kind != CN_CAP_NS_READ && cap->kind != CN_CAP_NS_VERIFY;
+}
+
+/* A file or directory cap stands for itself, without the keyring: "CAP", or "CAP:/path"
+ * below a directory cap. Returns -1 when arg names a namespace instead. */
+static int open_cap_target(const char *arg, cn_store *s, int for_write, cn_ns **ns, const char **path)
+{
+  static char file_path[300];
+  const char *colon = strchr(arg, ':');
+  char name[CN_CAP_STR_MAX + 8];
+  cn_cap cap;
+  snprintf(name, sizeof name, "%.*s", colon ? (int)(colon - arg) : (int)strlen(arg), arg);
+  if (strncasecmp(name, "cairn-", 6))
+    return -1;
+  if (cn_cap_parse(name, &cap) < 0)
+    return fail(EXIT_USAGE, "%s: %s", name, cn_err());
+  if (!object_cap(name, &cap))
+    return -1;
+  const char *kind = cn_cap_kind_name(cap.kind);
+  if (for_write)
+    return fail(EXIT_FAIL, "%s: a '%s' cap names a read-only snapshot: nothing can be changed through it",
+                name, kind);
+  int rc = cn_ns_open_cap(s, &cap, ns);
+  if (rc < 0)
+    return fail(EXIT_FAIL, "%s: %s", name, cn_err());
+  *path = colon && colon[1] ? colon + 1 : "/";
+  const char *file = cn_ns_cap_file(*ns);
+  if (file) {
+    if (strspn(*path, "/") != strlen(*path)) {
+      cn_ns_close(*ns);
+      *ns = NULL;
+      return fail(EXIT_USAGE, "%s: a file cap names one file: no path can follow it", name);
+    }
+    snprintf(file_path, sizeof file_path, "/%s", file);
+    *path = file_path;
+  }
+  return 0;
+}
+
 /* Splits "NS:/path" and resolves NS; for_write opens it for writing. */
 static int open_target(const char *arg, cn_store *s, int for_write, cn_ns **ns, const char **path)
 {
+  int as_cap = open_cap_target(arg, s, for_write, ns, path);
+  if (as_cap >= 0)
+    return as_cap;
   const char *colon = strchr(arg, ':');
   if (!colon)
     return fail(EXIT_USAGE, "'%s' is not of the form NS:/path", arg);
@@ -254,6 +300,42 @@ static int cmd_ns(int argc, char **argv)
   return usage_error("expected new, ls or add");
 }
 
+/* cap NS:/path: the file or directory cap of an immutable snapshot of that entry. */
+static int cap_of_path(const char *arg, enum cn_access want)
+{
+  if (want == CN_ACCESS_WRITE)
+    return usage_error("--write is for a namespace: a file or directory cap is read-only");
+  cn_store *s;
+  cn_ns *ns = NULL;
+  const char *path;
+  cn_cap cap, out;
+  if (open_store(&s))
+    return EXIT_FAIL;
+  /* read-only first: a directory, or a file whose cap object a commit already holds, needs
+   * no writer's lock (a mount may hold it) */
+  int rc = 0, code = open_target(arg, s, 0, &ns, &path);
+  if (!code && (rc = cn_ns_cap(ns, path, &cap)) == -EROFS) {
+    /* a new file-cap object: commit it as the namespace's writer */
+    cn_ns_close(ns);
+    ns = NULL;
+    if (!(code = open_target(arg, s, 1, &ns, &path)))
+      rc = cn_ns_cap(ns, path, &cap);
+  }
+  if (!code && rc < 0)
+    code = fail(rc == -EINVAL ? EXIT_USAGE : EXIT_FAIL, "%s: %s", path, cn_err());
+  if (!code) {
+    char str[CN_CAP_STR_MAX];
+    out = cap;
+    if (want == CN_ACCESS_VERIFY)
+      cn_cap_diminish(&cap, cap.kind == CN_CAP_FILE_READ ? CN_CAP_FILE_VERIFY : CN_CAP_DIR_VERIFY, &out);
+    cn_cap_format(&out, str);
+    printf("%s\n", str);
+  }
+  cn_ns_close(ns);
+  cn_store_close(s);
+  return code;
+}
+
 static int cmd_cap(int argc, char **argv)
 {
   static const struct option opts[] = {{"write", no_argument, 0, 'w'}, {"read", no_argument, 0, 'r'},
@@ -267,7 +349,24 @@ static int cmd_cap(int argc, char **argv)
     else return usage_error("unknown option");
   }
   if (optind + 1 != argc)
-    return usage_error("expected one namespace");
+    return usage_error("expected one namespace or NS:/path");
+  cn_cap object, out;
+  if (!strchr(argv[optind], ':') && object_cap(argv[optind], &object)) {
+    /* diminishing a file or directory cap is pure: no store, no object needed */
+    enum cn_cap_kind to = object.kind == CN_CAP_FILE_READ || object.kind == CN_CAP_FILE_VERIFY ?
+                          CN_CAP_FILE_VERIFY : CN_CAP_DIR_VERIFY;
+    if (want == CN_ACCESS_WRITE)
+      return usage_error("--write is for a namespace: a file or directory cap is read-only");
+    if (want == CN_ACCESS_READ && object.kind == to)
+      return fail(EXIT_FAIL, "a verify cap cannot give a read cap");
+    cn_cap_diminish(&object, want == CN_ACCESS_VERIFY ? to : object.kind, &out);
+    char str[CN_CAP_STR_MAX];
+    cn_cap_format(&out, str);
+    printf("%s\n", str);
+    return EXIT_OK;
+  }
+  if (strchr(argv[optind], ':'))
+    return cap_of_path(argv[optind], want);
   cn_keyring kr;
   cn_nskey key;
   int held, rc = cn_keyring_load(home, 0, &kr);
@@ -798,6 +897,22 @@ static int cmd_check(int argc, char **argv)
   cn_store *s;
   if (open_store(&s))
     return EXIT_FAIL;
+  cn_cap cap;
+  if (optind < argc && object_cap(argv[optind], &cap)) {
+    cn_check_report r;
+    int rc = cn_cap_check(s, &cap, &r);
+    printf("%s cap: %" PRIu64 " chunks, %" PRIu64 " files: %s\n", cn_cap_kind_name(cap.kind), r.chunks,
+           r.files, rc < 0 ? "PROBLEMS" : "ok");
+    if (rc < 0)
+      printf("  %" PRIu64 " problems (listed above on stderr)\n", r.bad);
+    scan_ctx ctx = {0, 0, s};
+    if (all_chunks) {
+      cn_store_foreach(s, scan_chunk, &ctx);
+      printf("store: %" PRIu64 " chunk files, %" PRIu64 " corrupt\n", ctx.seen, ctx.bad);
+    }
+    cn_store_close(s);
+    return rc < 0 || ctx.bad ? EXIT_FAIL : EXIT_OK;
+  }
   cn_keyring kr;
   int bad = 0, rc = cn_keyring_load(home, 0, &kr);
   if (rc < 0) {
@@ -1325,8 +1440,12 @@ static const command commands[] = {
   {"ns", "new [--name PETNAME] | ls | add CAP [--name PETNAME]",
    "Namespaces: 'new' makes one and prints its write-cap (keep it secret); 'ls' lists\n"
    "those held (ID, access, seq, petname); 'add' takes a write-, read- or verify-cap.", cmd_ns},
-  {"cap", "NS [--write|--read|--verify]",
-   "Print a cap for NS (default --read). Caps only ever diminish: write > read > verify.", cmd_cap},
+  {"cap", "NS [--write|--read|--verify] | NS:/path [--read|--verify]",
+   "Print a cap for NS (default --read). Caps only ever diminish: write > read > verify.\n"
+   "With NS:/path, print a file or directory cap (cairn-fr1-/cairn-dr1-, or with --verify\n"
+   "cairn-fv1-/cairn-dv1-) naming an immutable snapshot of that entry as it is now: it\n"
+   "keeps reading the same bytes after the entry changes or is removed. A file's first cap\n"
+   "needs a commit, so only the namespace's writer can make it.", cmd_cap},
   {"put", "NS:/path < FILE | -r LOCALDIR NS:/path",
    "Store standard input as a file, or (-r) make NS:/path a copy of LOCALDIR the way\n"
    "rsync -a does: unchanged entries (same type, size, mtime, mode, owner) are kept,\n"
@@ -1334,15 +1453,19 @@ static const command commands[] = {
    "One commit per run; nothing is committed if the run is interrupted.", cmd_put},
   {"get", "NS:/path > FILE | -r LOCALDIR NS:/path",
    "Write a file to standard output, or (-r) copy a directory tree into LOCALDIR,\n"
-   "with modes, times and (as root) owners. Every chunk is verified and decrypted.", cmd_get},
-  {"ls", "[-l] NS:/path", "List a directory (or one entry); -l adds mode, owner, size, mtime.", cmd_ls},
+   "with modes, times and (as root) owners. Every chunk is verified and decrypted.\n"
+   "NS:/path may be a file cap, or a directory cap with an optional :/path below it;\n"
+   "these need no keyring entry.", cmd_get},
+  {"ls", "[-l] NS:/path", "List a directory (or one entry); -l adds mode, owner, size, mtime.\n"
+   "NS:/path may be a file or directory cap, as for get.", cmd_ls},
   {"rm", "[-r] NS:/path...", "Remove entries; -r for non-empty directories.", cmd_rm},
   {"mkdir", "[-p] NS:/path...", "Make directories; -p makes parents and accepts existing ones.", cmd_mkdir},
-  {"check", "[--all|--store] [NS]",
+  {"check", "[--all|--store] [NS | CAP]",
    "Verify every commit and listed chunk of NS (default: every namespace held) and, with\n"
-   "a read- or write-cap, decrypt every node and chunk of the latest tree. --all also\n"
-   "verifies every chunk file in the store; --store only that (for a node holding part\n"
-   "of a namespace). Exit 1 if anything is bad.", cmd_check},
+   "a read- or write-cap, decrypt every node and chunk of the latest tree. A file or\n"
+   "directory read cap: decrypt everything it names; a verify cap: check its one object.\n"
+   "--all also verifies every chunk file in the store; --store only that (for a node\n"
+   "holding part of a namespace). Exit 1 if anything is bad.", cmd_check},
 };
 
 static void usage(FILE *f)
@@ -1351,6 +1474,8 @@ static void usage(FILE *f)
   for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
     fprintf(f, "  %-6s %s\n", commands[i].name, commands[i].usage);
   fprintf(f, "\nNS is a petname, a namespace ID or a cap string. 'cairn COMMAND --help' for more.\n"
+             "A file or directory cap (cairn-fr1-..., cairn-dr1-...) names a read-only snapshot\n"
+             "and stands for NS:/path in get, ls and check.\n"
              "Exit status: 0 done, 1 failed, 2 bad command line or cap.\n");
 }
 
