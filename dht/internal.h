@@ -19,6 +19,7 @@ struct cn_store {
   uint64_t next_serial;
   cn_store_fetch_fn fetch;
   void *fetch_ctx;
+  int repair;
   cn_store_root_fn on_root;
   void *on_root_ctx;
 };

@@ -590,6 +590,8 @@ extern "C" int cn_lt_torrent_status(cn_lt *l, const uint8_t ih[32], cn_lt_status
   st->peers = s.num_peers;
   st->seeds = s.num_seeds;
   st->done = s.is_finished;
+  st->checking = s.state == lt::torrent_status::checking_files ||
+                 s.state == lt::torrent_status::checking_resume_data;
   st->progress = static_cast<double>(s.progress);
   st->uploaded = static_cast<uint64_t>(s.all_time_upload);
   st->downloaded = static_cast<uint64_t>(s.all_time_download);

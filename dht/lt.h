@@ -105,6 +105,7 @@ int cn_lt_recheck(cn_lt *lt, const uint8_t ih[32]);
 typedef struct {
   int peers, seeds;           /* connected peers; how many of them have every piece */
   int done;                   /* every wanted piece is here */
+  int checking;               /* hashing what is on disk (start-up or recheck) */
   double progress;            /* fraction of all pieces held */
   uint64_t uploaded, downloaded;
   char error[128];

@@ -321,9 +321,10 @@ static void sweep_pack(cn_node *n, pack *p)
   free(done);
 }
 
-static int fetch(const uint8_t id[CN_ID_BYTES], int prefetch_only, void *ctx)
+static int fetch(const uint8_t id[CN_ID_BYTES], int how, void *ctx)
 {
   cn_node *n = ctx;
+  int prefetch_only = how == CN_FETCH_PREFETCH;
   char hex[CN_HEX_ID_LEN + 1], rel[80];
   cn_hex(id, CN_ID_BYTES, hex);
   store_chunk_relpath(id, rel);
@@ -374,11 +375,8 @@ static int fetch(const uint8_t id[CN_ID_BYTES], int prefetch_only, void *ctx)
         done = flags[file];
       free(flags);
     }
-    if (done) {
-      if ((rc = adopt(n, ih, id)) < 0)
-        break;
+    if (done && adopt(n, ih, id) == 0)
       continue;
-    }
     if (now_ms() >= rerequest) {
       /* a piece that failed its check loses its deadline: ask again */
       cn_lt_want_file(n->lt, ih, file, 0);

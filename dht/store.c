@@ -484,6 +484,33 @@ static int read_chunk_file(cn_store *s, const uint8_t id[CN_ID_BYTES], uint8_t *
   return 0;
 }
 
+/* Moves a corrupt chunk out of the way (kept for inspection; sweep_tmp leaves dot names)
+ * and drops its hard links under packs/, so no torrent serves or "has" it any more. */
+static int quarantine(cn_store *s, const uint8_t id[CN_ID_BYTES])
+{
+  char rel[80], hex[CN_HEX_ID_LEN + 1], dst[128];
+  store_chunk_relpath(id, rel);
+  cn_hex(id, CN_ID_BYTES, hex);
+  snprintf(dst, sizeof dst, "tmp/.corrupt.%s", hex);
+  if (renameat(s->home_fd, rel, s->home_fd, dst) < 0)
+    return -errno;
+  int fd = openat(s->home_fd, "packs", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    char link_path[400];
+    if (e->d_name[0] == '.' || strchr(e->d_name, '.'))
+      continue; /* pack directories are bare info-hashes */
+    snprintf(link_path, sizeof link_path, "packs/%s/%s", e->d_name, rel);
+    unlinkat(s->home_fd, link_path, 0);
+  }
+  if (d)
+    closedir(d);
+  else if (fd >= 0)
+    close(fd);
+  return 0;
+}
+
 int cn_store_get(cn_store *s, const uint8_t id[CN_ID_BYTES], uint8_t **data, size_t *len)
 {
   uint8_t *buf = NULL;
@@ -492,7 +519,7 @@ int cn_store_get(cn_store *s, const uint8_t id[CN_ID_BYTES], uint8_t **data, siz
   if (rc == -ENOENT && s->fetch) {
     char why[256];
     snprintf(why, sizeof why, "%s", cn_err());
-    rc = s->fetch(id, 0, s->fetch_ctx);
+    rc = s->fetch(id, CN_FETCH_WAIT, s->fetch_ctx);
     rc = rc < 0 ? rc : read_chunk_file(s, id, &buf, &size);
     if (rc == -ENOENT)
       cn_fail(ENOENT, "%s, and no peer offered it", why);
@@ -508,6 +535,8 @@ int cn_store_get(cn_store *s, const uint8_t id[CN_ID_BYTES], uint8_t **data, siz
     cn_hex(id, CN_ID_BYTES, hex);
     cn_log("chunk %s is corrupt: its content does not hash to its name (%s)", hex,
            cn_store_chunk_path(s, id));
+    if (s->repair && quarantine(s, id) == 0)
+      return cn_fail(ENOENT, "chunk %s was corrupt; moved to tmp/.corrupt.%s", hex, hex);
     return cn_fail(EIO, "chunk %s is corrupt", hex);
   }
   *data = buf;
@@ -524,9 +553,11 @@ void cn_store_prefetch(cn_store *s, const uint8_t id[CN_ID_BYTES])
     posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
     close(fd);
   } else if (s->fetch) {
-    s->fetch(id, 1, s->fetch_ctx);
+    s->fetch(id, CN_FETCH_PREFETCH, s->fetch_ctx);
   }
 }
+
+void cn_store_set_repair(cn_store *s, int on) { s->repair = on; }
 
 void cn_store_set_fetcher(cn_store *s, cn_store_fetch_fn fn, void *ctx)
 {

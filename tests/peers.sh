@@ -85,6 +85,8 @@ C d ns add "$RCAP" --name site >/dev/null
 node_mount d "$SCRATCH/md" || not_ok "D's mount did not come up"
 check "D reads the whole corpus from the hosts: diff -r is clean" diff -r "$CORPUS" "$SCRATCH/md/site/docs"
 check "D reads the 40 MB file byte for byte" cmp "$SCRATCH/big.bin" "$SCRATCH/md/site/big.bin"
+if echo x 2>"$SCRATCH/last.err" > "$SCRATCH/md/site/new.txt"; then not_ok "D (read-cap) could create a file"
+else grep -q "Read-only file system" "$SCRATCH/last.err" && ok "D's mount of the read-cap refuses writes with EROFS" || not_ok "D's write failed oddly: $(cat "$SCRATCH/last.err")"; fi
 C d check --store > "$SCRATCH/check.out" 2>&1 && ok "every chunk D stored hashes to its name" || not_ok "check on D: $(tail -3 "$SCRATCH/check.out")"
 
 # ---- A comes back and writes; D sees it within seconds ----
@@ -107,13 +109,23 @@ check "... and the corpus" diff -r "$CORPUS" "$SCRATCH/me/site/docs"
 C e check --store > "$SCRATCH/check.out" 2>&1 && ok "E's store holds no corrupt chunk" || not_ok "E stored corrupt chunks"
 grep -q "banned\|failed its hash check" "$SCRATCH/e.log" && ok "E's log names the bad data it refused" || not_ok "E never received bad data (the case did not happen)"
 
+# ---- B repairs itself from the others ----
+expect_exit 1 "check --repair refuses while B's node runs" C b check --repair "$VCAP"
+stderr_has "... saying why" "is running on"
+kill -9 "$SERVE_PID_b"; wait "$SERVE_PID_b" 2>/dev/null
+if timeout 300 "$CAIRN" --home "$(H b)" check --repair "$VCAP" > "$SCRATCH/repair.out" 2> "$SCRATCH/repair.err"; then
+  ok "cairn check --repair on B fetches its corrupt chunks again"
+else
+  not_ok "check --repair on B: $(cat "$SCRATCH/repair.out")"
+  grep -v "failed its hash check\|is corrupt:" "$SCRATCH/repair.err" | head -5 | sed 's/^/    | /'
+fi
+C b check --store > "$SCRATCH/check.out" 2>&1 && ok "... after which every chunk B holds is intact" || not_ok "B still corrupt: $(tail -2 "$SCRATCH/check.out")"
+ls -A "$(H b)/tmp/" | grep -q '^\.corrupt\.' && ok "... keeping the corrupt copies aside" || not_ok "no quarantined copies"
+
 # ---- a host killed mid-transfer: F's read completes from the other ----
 C f ns add "$RCAP" --name site >/dev/null
-# B is corrupt now; a clean copy of C's data makes B useful again for this case
-kill -9 "$SERVE_PID_b"; wait "$SERVE_PID_b" 2>/dev/null
-rm -rf "$(H b)/chunks" "$(H b)/packs"; mkdir -p "$(H b)/chunks" "$(H b)/packs"
 serve b
-within 60 sh -c "\"$CAIRN\" --home '$(H a)' status site | grep -q 'hosts 2'" || not_ok "B did not re-host"
+within 60 sh -c "\"$CAIRN\" --home '$(H a)' status site | grep -q 'hosts 2'" || not_ok "B did not come back as a host"
 node_mount f "$SCRATCH/mf" || not_ok "F's mount"
 ( sleep 0.3; kill -9 "$SERVE_PID_b" ) &
 check "F's read of the 40 MB file completes although a host died during it" \

@@ -879,19 +879,25 @@ static int check_one(cn_store *s, const cn_nskey *key, const char *label)
   return rc < 0;
 }
 
+static int start_node(cn_store *s, const char *listen_on, cn_node **node);
+
 static int cmd_check(int argc, char **argv)
 {
   static const struct option opts[] = {{"all", no_argument, 0, 'a'}, {"store", no_argument, 0, 's'},
-                                       {0, 0, 0, 0}};
-  int c, all_chunks = 0, store_only = 0;
-  while ((c = getopt_long(argc, argv, "as", opts, NULL)) != -1) {
+                                       {"repair", no_argument, 0, 'r'}, {0, 0, 0, 0}};
+  int c, all_chunks = 0, store_only = 0, repair = 0;
+  while ((c = getopt_long(argc, argv, "asr", opts, NULL)) != -1) {
     if (c == 'a')
       all_chunks = 1;
     else if (c == 's')
       all_chunks = store_only = 1;
+    else if (c == 'r')
+      repair = 1;
     else
       return usage_error("unknown option");
   }
+  if (repair && store_only)
+    return usage_error("--repair checks namespaces: it does not go with --store");
   if (optind + 1 < argc)
     return usage_error("expected at most one namespace");
   cn_store *s;
@@ -913,9 +919,36 @@ static int cmd_check(int argc, char **argv)
     cn_store_close(s);
     return rc < 0 || ctx.bad ? EXIT_FAIL : EXIT_OK;
   }
+  cn_node *node = NULL;
+  if (repair && cn_node_ask(home, "port", NULL, NULL) == 0) {
+    cn_store_close(s);
+    return fail(EXIT_FAIL, "a node (cairn serve or mount) is running on %s: stop it, then repair", home);
+  }
+  if (repair) {
+    /* first pass, offline: every corrupt chunk file in the store is moved aside (so that
+     * no torrent claims it); then a node of its own, on any port of the configured
+     * address, fetches whatever is missing during the real check below */
+    cn_store_set_repair(s, 1);
+    scan_ctx moved = {0, 0, s};
+    cn_store_foreach(s, scan_chunk, &moved);
+    if (moved.bad)
+      printf("repair: %" PRIu64 " corrupt chunk files moved to tmp/.corrupt.*\n", moved.bad);
+    cn_store_set_repair(s, 0);
+    char addr[300], host[256], any[300];
+    int port;
+    cn_config_listen(s, addr, sizeof addr);
+    if (cn_parse_hostport(addr, host, sizeof host, &port) < 0)
+      snprintf(host, sizeof host, "0.0.0.0");
+    snprintf(any, sizeof any, strchr(host, ':') ? "[%s]:0" : "%s:0", host);
+    if (start_node(s, any, &node)) {
+      cn_store_close(s);
+      return EXIT_FAIL;
+    }
+  }
   cn_keyring kr;
   int bad = 0, rc = cn_keyring_load(home, 0, &kr);
   if (rc < 0) {
+    cn_node_stop(node);
     cn_store_close(s);
     return fail(EXIT_FAIL, "%s", cn_err());
   }
@@ -927,6 +960,7 @@ static int cmd_check(int argc, char **argv)
     rc = cn_keyring_resolve(&kr, argv[optind], &key, &held);
     if (rc < 0) {
       cn_keyring_free(&kr);
+      cn_node_stop(node);
       cn_store_close(s);
       return fail_rc(rc, argv[optind]);
     }
@@ -943,6 +977,7 @@ static int cmd_check(int argc, char **argv)
     bad += ctx.bad > 0;
   }
   cn_keyring_free(&kr);
+  cn_node_stop(node);
   cn_store_close(s);
   return bad ? EXIT_FAIL : EXIT_OK;
 }
@@ -1460,12 +1495,14 @@ static const command commands[] = {
    "NS:/path may be a file or directory cap, as for get.", cmd_ls},
   {"rm", "[-r] NS:/path...", "Remove entries; -r for non-empty directories.", cmd_rm},
   {"mkdir", "[-p] NS:/path...", "Make directories; -p makes parents and accepts existing ones.", cmd_mkdir},
-  {"check", "[--all|--store] [NS | CAP]",
+  {"check", "[--all|--store|--repair] [NS | CAP]",
    "Verify every commit and listed chunk of NS (default: every namespace held) and, with\n"
    "a read- or write-cap, decrypt every node and chunk of the latest tree. A file or\n"
    "directory read cap: decrypt everything it names; a verify cap: check its one object.\n"
    "--all also verifies every chunk file in the store; --store only that (for a node\n"
-   "holding part of a namespace). Exit 1 if anything is bad.", cmd_check},
+   "holding part of a namespace). --repair joins the peers and fetches every missing or\n"
+   "corrupt chunk again (corrupt ones are kept as tmp/.corrupt.<id>). Exit 1 if anything\n"
+   "is still bad.", cmd_check},
 };
 
 static void usage(FILE *f)
