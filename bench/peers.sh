@@ -45,7 +45,7 @@ for n in $NODES; do
 done
 serve() { "$CAIRN" --home "$W/$1" serve 2>>"$W/$1.log" & eval "SPID_$1=$!"; PIDS="$PIDS $!"; sleep 0.5; }
 stop() { local p; p=$(eval echo "\$SPID_$1"); kill "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; }
-mnt() { mkdir -p "$W/m$1"; "$CAIRN" --home "$W/$1" mount "$@" "$W/m$1" 2>>"$W/$1.log"; MNTS="$MNTS $W/m$1"; }
+mnt() { local n=$1; shift; mkdir -p "$W/m$n"; "$CAIRN" --home "$W/$n" mount "$@" "$W/m$n" 2>>"$W/$n.log"; MNTS="$MNTS $W/m$n"; }
 umnt() { "$CAIRN" --home "$W/$1" umount "$W/m$1"; }
 secs() { python3 -c "import time; print(time.time())"; }
 rate() { python3 -c "print('%.1f' % ($1 / 1048576 / ($3 - $2)))"; }
@@ -82,9 +82,10 @@ THREE=$(rate $((SIZE_MIB * 1048576)) "$t0" "$t1")
 # btfs: the same bytes as an ordinary torrent, seeded by a libtorrent peer on loopback
 BT_PORT=$((BASE + 50))
 mkdir -p "$W/seed"; ln "$W/big.bin" "$W/seed/big.bin"
-python3 - "$W/seed" "$W/big.torrent" "$BT_PORT" > "$W/seed.log" 2>&1 <<'PY' &
+BTFS_PORT=$((BASE + 51))
+/usr/bin/python3 - "$W/seed" "$W/big.torrent" "$BT_PORT" "$BTFS_PORT" > "$W/seed.log" 2>&1 <<'PY' &
 import libtorrent as lt, sys, time
-d, out, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+d, out, port, btfs_port = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 fs = lt.file_storage(); lt.add_files(fs, d + "/big.bin")
 ct = lt.create_torrent(fs); lt.set_piece_hashes(ct, d)
 open(out, "wb").write(lt.bencode(ct.generate()))
@@ -92,16 +93,18 @@ s = lt.session({"listen_interfaces": "127.0.0.1:%d" % port, "enable_dht": False,
                 "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
                 "enable_outgoing_utp": False, "enable_incoming_utp": False})
 ti = lt.torrent_info(out)
-s.add_torrent({"ti": ti, "save_path": d, "flags": lt.torrent_flags.seed_mode})
-print(str(ti.info_hashes().v1), flush=True)
+h = s.add_torrent({"ti": ti, "save_path": d, "flags": lt.torrent_flags.seed_mode})
+print(ti.info_hashes().v1.to_bytes().hex(), flush=True)
+# btfs finds peers through trackers or the DHT only: the seed calls it instead
 while True:
-    time.sleep(1)
+    h.connect_peer(("127.0.0.1", btfs_port))
+    time.sleep(0.5)
 PY
 PIDS="$PIDS $!"
 for _ in $(seq 1 600); do [ -s "$W/seed.log" ] && break; sleep 0.1; done
-IH=$(head -1 "$W/seed.log")
-mkdir -p "$W/mbtfs"
-btfs "magnet:?xt=urn:btih:$IH&x.pe=127.0.0.1:$BT_PORT" "$W/mbtfs"; MNTS="$MNTS $W/mbtfs"
+mkdir -p "$W/mbtfs" "$W/btfs-data"
+btfs --min-port=$BTFS_PORT --max-port=$BTFS_PORT --data-directory="$W/btfs-data" "$W/big.torrent" "$W/mbtfs"
+MNTS="$MNTS $W/mbtfs"
 for _ in $(seq 1 300); do [ -e "$W/mbtfs/big.bin" ] && break; sleep 0.1; done
 t0=$(secs); cat "$W/mbtfs/big.bin" > /dev/null; t1=$(secs)
 BTFS=$(rate $((SIZE_MIB * 1048576)) "$t0" "$t1")

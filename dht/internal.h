@@ -30,5 +30,7 @@ int store_write_file_atomic(int dirfd, const char *name, const void *data, size_
 /* Links an already durable file at abspath into the store as chunk id after checking that
  * its bytes hash to id; 0 also when the chunk was already there. */
 int store_adopt_file(cn_store *s, const char *path, const uint8_t id[CN_ID_BYTES]);
+/* The same for many files at the cost of two syncfs calls in all. */
+int store_adopt_files(cn_store *s, const char *const *paths, const uint8_t (*ids)[CN_ID_BYTES], size_t n);
 
 #endif

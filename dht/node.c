@@ -31,7 +31,7 @@
 #define PUBLISH_EVERY_MS 30000
 #define CONNECT_EVERY_MS 5000
 #define TICK_MS 200
-#define SWEEP_EVERY_MS 2000
+#define SWEEP_EVERY_MS 1000
 
 typedef struct {
   uint8_t id[CN_ID_BYTES];
@@ -305,19 +305,38 @@ static int adopt(cn_node *n, const uint8_t ih[CN_ID_BYTES], const uint8_t id[CN_
   return rc;
 }
 
-/* Adopts every file of a pack that is complete in the session but not in the store. */
+/* Adopts every file of a pack that is complete in the session but not in the store, in
+ * one batch (two syncfs calls, not two fsyncs per file: hosts take thousands at once). */
 static void sweep_pack(cn_node *n, pack *p)
 {
   if (!p->added || p->max_index < 0)
     return;
   uint8_t *done = calloc((size_t)p->max_index + 1, 1);
-  if (done && cn_lt_files_done(n->lt, p->ih, done, p->max_index + 1) == 0)
+  const char **paths = calloc(p->n_files + 1, sizeof *paths);
+  uint8_t (*ids)[CN_ID_BYTES] = calloc(p->n_files + 1, CN_ID_BYTES);
+  size_t k = 0;
+  char dir[3800];
+  pack_dir(n, p->ih, dir, sizeof dir);
+  if (done && paths && ids && cn_lt_files_done(n->lt, p->ih, done, p->max_index + 1) == 0)
     for (size_t i = 0; i < p->n_files; i++) {
       char rel[80];
       store_chunk_relpath(p->files[i].id, rel);
-      if (done[p->files[i].file] && faccessat(n->s->home_fd, rel, F_OK, 0) < 0)
-        adopt(n, p->ih, p->files[i].id);
+      if (!done[p->files[i].file] || faccessat(n->s->home_fd, rel, F_OK, 0) == 0)
+        continue;
+      char *path;
+      if (asprintf(&path, "%s/%s", dir, rel) < 0)
+        break;
+      paths[k] = path;
+      memcpy(ids[k++], p->files[i].id, CN_ID_BYTES);
     }
+  if (k && store_adopt_files(n->s, paths, (const uint8_t(*)[CN_ID_BYTES])ids, k) < 0)
+    cn_log("%s", cn_err());
+  if (k)
+    pthread_cond_broadcast(&n->cv);
+  for (size_t i = 0; i < k; i++)
+    free((char *)paths[i]);
+  free(paths);
+  free(ids);
   free(done);
 }
 
@@ -332,7 +351,7 @@ static int fetch(const uint8_t id[CN_ID_BYTES], int how, void *ctx)
   deadline_in(&meta_deadline, METADATA_WAIT_MS);
   int64_t give_up = now_ms() + FETCH_TIMEOUT_MS, rerequest = now_ms() + 1000;
   pthread_mutex_lock(&n->mu);
-  int asked = 0, rc = 0, file = -1;
+  int asked = 0, rc = 0, file = -1, polls = 0;
   uint8_t ih[CN_ID_BYTES];
   while (!n->stop) {
     if (faccessat(n->s->home_fd, rel, F_OK, 0) == 0)
@@ -388,8 +407,10 @@ static int fetch(const uint8_t id[CN_ID_BYTES], int how, void *ctx)
       cn_log("%s", cn_err());
       break;
     }
+    /* completion is also polled (see sweep_pack): often at first, for small reads */
+    int step = ++polls < 50 ? 10 : 200;
     struct timespec ts;
-    deadline_in(&ts, left < 200 ? (int)left : 200);
+    deadline_in(&ts, left < step ? (int)left : step);
     pthread_cond_timedwait(&n->cv, &n->mu, &ts);
   }
   pthread_mutex_unlock(&n->mu);
@@ -447,8 +468,10 @@ static void on_event(const cn_lt_event *ev, void *ctx)
     pthread_mutex_lock(&n->mu);
     pack *p = find_pack(n, ev->ih);
     pack_file *f = p && p->by_index && ev->file >= 0 && ev->file <= p->max_index ? p->by_index[ev->file] : NULL;
-    if (f)
-      adopt(n, p->ih, f->id);
+    if (f && !p->want_all)
+      adopt(n, p->ih, f->id); /* a reader is waiting; a host's files go in batches */
+    else if (f)
+      n->next_sweep = 0;
     pthread_mutex_unlock(&n->mu);
     break;
   }

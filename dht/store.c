@@ -573,13 +573,15 @@ void cn_store_set_root_listener(cn_store *s, cn_store_root_fn fn, void *ctx)
 
 int store_adopt_file(cn_store *s, const char *path, const uint8_t id[CN_ID_BYTES])
 {
-  char rel[80];
-  store_chunk_relpath(id, rel);
-  if (faccessat(s->home_fd, rel, F_OK, 0) == 0)
-    return 0;
+  return store_adopt_files(s, &path, (const uint8_t(*)[CN_ID_BYTES])id, 1);
+}
+
+/* Checks one downloaded file against its ID (0, or -EBADMSG / -errno). */
+static int check_download(const char *path, const uint8_t id[CN_ID_BYTES])
+{
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
-    return cn_fail(errno, "cannot open %s: %s", path, strerror(errno));
+    return -errno;
   struct stat st;
   uint8_t *buf = NULL;
   int rc = fstat(fd, &st) < 0 ? -errno : 0;
@@ -592,29 +594,57 @@ int store_adopt_file(cn_store *s, const char *path, const uint8_t id[CN_ID_BYTES
     rc = -EIO;
   }
   free(buf);
-  if (!rc && fsync(fd) < 0)
-    rc = -errno;
   close(fd);
-  char hex[CN_HEX_ID_LEN + 1];
-  cn_hex(id, CN_ID_BYTES, hex);
-  if (rc == -EBADMSG)
-    return cn_fail(EIO, "downloaded chunk %s does not hash to its name", hex);
-  if (rc < 0)
-    return cn_fail(-rc, "cannot read downloaded chunk %s: %s", hex, strerror(-rc));
-  if ((rc = ensure_fanout(s, rel)) < 0)
-    return rc;
-  if (linkat(AT_FDCWD, path, s->home_fd, rel, 0) < 0 && errno != EEXIST)
-    return cn_fail(errno, "cannot link chunk %s into the store: %s", hex, strerror(errno));
-  /* the new name must survive a crash like any flushed chunk */
-  char dir[80];
-  snprintf(dir, sizeof dir, "%.12s", rel);
-  int dfd = openat(s->home_fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    fsync(dfd);
-    close(dfd);
-  }
-  return 0;
+  return rc;
 }
+
+/* Like a flush (§7 of FORMAT.md): every file checked, one syncfs so their bytes are
+ * durable, then the links, then another syncfs. Returns the first error; files that
+ * passed are adopted even when another did not. */
+int store_adopt_files(cn_store *s, const char *const *paths, const uint8_t (*ids)[CN_ID_BYTES], size_t n)
+{
+  int first = 0;
+  uint8_t *ok = calloc(n ? n : 1, 1);
+  size_t good = 0;
+  for (size_t i = 0; i < n; i++) {
+    char rel[80], hex[CN_HEX_ID_LEN + 1];
+    store_chunk_relpath(ids[i], rel);
+    if (faccessat(s->home_fd, rel, F_OK, 0) == 0)
+      continue;
+    int rc = check_download(paths[i], ids[i]);
+    cn_hex(ids[i], CN_ID_BYTES, hex);
+    if (rc == -EBADMSG)
+      rc = cn_fail(EIO, "downloaded chunk %s does not hash to its name", hex);
+    else if (rc < 0)
+      rc = cn_fail(-rc, "cannot read downloaded chunk %s: %s", hex, strerror(-rc));
+    if (rc < 0 && !first)
+      first = rc;
+    if (!rc) {
+      ok[i] = 1;
+      good++;
+    }
+  }
+  if (good && syncfs(s->home_fd) < 0 && !first)
+    first = cn_fail(errno, "cannot sync the store: %s", strerror(errno));
+  for (size_t i = 0; good && i < n; i++) {
+    if (!ok[i])
+      continue;
+    char rel[80], hex[CN_HEX_ID_LEN + 1];
+    store_chunk_relpath(ids[i], rel);
+    int rc = ensure_fanout(s, rel);
+    if (!rc && linkat(AT_FDCWD, paths[i], s->home_fd, rel, 0) < 0 && errno != EEXIST)
+      rc = -errno;
+    if (rc < 0 && !first) {
+      cn_hex(ids[i], CN_ID_BYTES, hex);
+      first = cn_fail(-rc, "cannot link chunk %s into the store: %s", hex, strerror(-rc));
+    }
+  }
+  if (good)
+    syncfs(s->home_fd); /* the new names survive a crash like any flushed chunk */
+  free(ok);
+  return first;
+}
+
 
 int cn_store_verify(cn_store *s, const uint8_t id[CN_ID_BYTES])
 {
