@@ -152,18 +152,30 @@ static void attr_from_stat(cn_attr *a, const struct stat *st)
 
 /* ---- init, ns, cap ---- */
 
-static int cmd_init(int argc, char **argv)
+/* The only option of init and serve: --listen HOST:PORT (checked). 0, or an exit status. */
+static int listen_option(int argc, char **argv, const char **listen_on)
 {
   static const struct option opts[] = {{"listen", required_argument, 0, 'l'}, {0, 0, 0, 0}};
-  const char *listen_on = NULL;
   int c;
+  *listen_on = NULL;
   while ((c = getopt_long(argc, argv, "l:", opts, NULL)) != -1) {
     if (c != 'l')
       return usage_error("unknown option");
-    listen_on = optarg;
+    char host[256];
+    int port;
+    if (cn_parse_hostport(optarg, host, sizeof host, &port) < 0)
+      return fail(EXIT_USAGE, "--listen: %s", cn_err());
+    *listen_on = optarg;
   }
-  if (optind < argc)
-    return usage_error("unexpected argument");
+  return optind < argc ? usage_error("unexpected argument") : 0;
+}
+
+static int cmd_init(int argc, char **argv)
+{
+  const char *listen_on;
+  int bad = listen_option(argc, argv, &listen_on);
+  if (bad)
+    return bad;
   int rc = cn_store_init(home);
   if (rc < 0)
     return fail(EXIT_FAIL, "%s", cn_err());
@@ -1156,20 +1168,10 @@ static int start_node(cn_store *s, const char *listen_on, cn_node **node)
 
 static int cmd_serve(int argc, char **argv)
 {
-  static const struct option opts[] = {{"listen", required_argument, 0, 'l'}, {0, 0, 0, 0}};
-  const char *listen_on = NULL;
-  int c;
-  while ((c = getopt_long(argc, argv, "l:", opts, NULL)) != -1) {
-    if (c != 'l')
-      return usage_error("unknown option");
-    char host[256];
-    int port;
-    if (cn_parse_hostport(optarg, host, sizeof host, &port) < 0)
-      return fail(EXIT_USAGE, "--listen: %s", cn_err());
-    listen_on = optarg;
-  }
-  if (optind < argc)
-    return usage_error("unexpected argument");
+  const char *listen_on;
+  int bad = listen_option(argc, argv, &listen_on);
+  if (bad)
+    return bad;
   cn_store *s;
   cn_node *node;
   if (open_store(&s))
