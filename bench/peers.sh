@@ -51,6 +51,15 @@ secs() { python3 -c "import time; print(time.time())"; }
 rate() { python3 -c "print('%.1f' % ($1 / 1048576 / ($3 - $2)))"; }
 ms() { python3 -c "print('%.1f' % (($2 - $1) * 1000))"; }
 # fsync of any file commits the namespace's pending writes
+# read_rate N: MiB/s of a cold read of big.bin through N's fresh mount (which stays mounted)
+read_rate() {
+  C "$1" ns add "$RCAP" --name site >/dev/null
+  mnt "$1"
+  local t0 t1
+  t0=$(secs); cat "$W/m$1/site/big.bin" > /dev/null; t1=$(secs)
+  cmp -s "$W/big.bin" "$W/m$1/site/big.bin" || echo "warning: $1 read wrong bytes" >&2
+  rate $((SIZE_MIB * 1048576)) "$t0" "$t1"
+}
 commit_now() { python3 -c "import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd)" "$1"; }
 
 echo "== writing ${SIZE_MIB} MiB on A and hosting it on h1, h2, h3"
@@ -67,17 +76,11 @@ stop a
 
 # (a) reads from 1 host, then from 3
 stop h2; stop h3
-C d1 ns add "$RCAP" --name site >/dev/null
-mnt d1
-t0=$(secs); cat "$W/md1/site/big.bin" > /dev/null; t1=$(secs)
-ONE=$(rate $((SIZE_MIB * 1048576)) "$t0" "$t1")
-cmp -s "$W/big.bin" "$W/md1/site/big.bin" || echo "warning: D read wrong bytes from 1 host"
+MNTS="$MNTS $W/md1 $W/md3"  # read_rate mounts inside $(...): record them out here
+ONE=$(read_rate d1)
 umnt d1
 serve h2; serve h3
-C d3 ns add "$RCAP" --name site >/dev/null
-mnt d3
-t0=$(secs); cat "$W/md3/site/big.bin" > /dev/null; t1=$(secs)
-THREE=$(rate $((SIZE_MIB * 1048576)) "$t0" "$t1")
+THREE=$(read_rate d3)
 
 # btfs: the same bytes as an ordinary torrent, seeded by a libtorrent peer on loopback
 BT_PORT=$((BASE + 50))

@@ -387,13 +387,10 @@ static int fetch(const uint8_t id[CN_ID_BYTES], int how, void *ctx)
     }
     if (prefetch_only)
       break;
-    uint8_t done = 0;
-    if (cn_lt_files_done(n->lt, ih, NULL, 0) == 0 && file >= 0) {
-      uint8_t *flags = calloc((size_t)file + 1, 1);
-      if (flags && cn_lt_files_done(n->lt, ih, flags, file + 1) == 0)
-        done = flags[file];
-      free(flags);
-    }
+    uint8_t done = 0, *flags = file >= 0 ? calloc((size_t)file + 1, 1) : NULL;
+    if (flags && cn_lt_files_done(n->lt, ih, flags, file + 1) == 0)
+      done = flags[file];
+    free(flags);
     if (done && adopt(n, ih, id) == 0)
       continue;
     if (now_ms() >= rerequest) {
