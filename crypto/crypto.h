@@ -33,6 +33,11 @@ int cn_crypto_init(void);
 
 /* ---- hashing ---- */
 void cn_sha256(const void *data, size_t len, uint8_t out[32]);
+/* Incremental SHA-256 for data that does not sit in memory at once; end frees it. */
+typedef struct cn_sha256_stream cn_sha256_stream;
+cn_sha256_stream *cn_sha256_begin(void);
+void cn_sha256_add(cn_sha256_stream *s, const void *data, size_t len);
+void cn_sha256_end(cn_sha256_stream *s, uint8_t out[32]);
 /* BitTorrent v2 (BEP 52) merkle root over 16 KiB leaves; len must be > 0. */
 void cn_chunk_id(const void *data, size_t len, uint8_t id[CN_ID_BYTES]);
 

@@ -37,6 +37,29 @@ void cn_sha256(const void *data, size_t len, uint8_t out[32])
     abort();
 }
 
+cn_sha256_stream *cn_sha256_begin(void)
+{
+  pthread_once(&sha256_once, sha256_fetch);
+  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+  if (!ctx || !EVP_DigestInit_ex(ctx, sha256_md, NULL))
+    abort();
+  return (cn_sha256_stream *)ctx;
+}
+
+void cn_sha256_add(cn_sha256_stream *s, const void *data, size_t len)
+{
+  if (!EVP_DigestUpdate((EVP_MD_CTX *)s, data, len))
+    abort();
+}
+
+void cn_sha256_end(cn_sha256_stream *s, uint8_t out[32])
+{
+  unsigned int n = 32;
+  if (!EVP_DigestFinal_ex((EVP_MD_CTX *)s, out, &n))
+    abort();
+  EVP_MD_CTX_free((EVP_MD_CTX *)s);
+}
+
 /* Hashes pairs in place, layer by layer, until one node is left. */
 static void merkle_reduce(uint8_t *nodes, size_t count, uint8_t root[32])
 {

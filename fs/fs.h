@@ -37,7 +37,12 @@ int cn_ns_open_at(cn_store *s, const cn_nskey *key, uint64_t seq, cn_ns **out);
 typedef int (*cn_history_fn)(uint64_t seq, int64_t time_ns, const uint8_t id[CN_ID_BYTES], void *ctx);
 int cn_ns_history(cn_ns *ns, cn_history_fn fn, void *ctx);
 
+const cn_nskey *cn_ns_key(const cn_ns *ns);
 int cn_ns_stat(cn_ns *ns, const char *path, cn_attr *attr);
+/* An ID of what the tree stores at path as of the last commit: it changes whenever the
+ * content below path changes (and sometimes when only attributes do), so it tells a
+ * cache when it must look again. -EBUSY for a directory with uncommitted changes. */
+int cn_ns_content_id(cn_ns *ns, const char *path, uint8_t id[32]);
 typedef int (*cn_list_fn)(const char *name, const cn_attr *attr, void *ctx);
 /* Entries in name order; a non-zero return from fn stops the listing and is returned. */
 int cn_ns_list(cn_ns *ns, const char *path, cn_list_fn fn, void *ctx);
@@ -87,6 +92,19 @@ const char *cn_ns_cap_file(cn_ns *ns);
 int cn_cap_check(cn_store *s, const cn_cap *cap, cn_check_report *report);
 
 /* ---- the FUSE mount (fs/mount.c) ---- */
+/* Hooks through which a layer above fs (compute/) follows a mount's writable namespaces.
+ * Each may be NULL. */
+typedef struct {
+  void *ctx;
+  /* The mount is live and serves from store (valid until stopping returns). */
+  void (*started)(void *ctx, cn_store *store);
+  /* A writable namespace has a new commit. Called with the mount's lock held: note it
+   * and return; act from another thread. */
+  void (*committed)(void *ctx, const cn_nskey *key, uint64_t seq);
+  /* The mount is about to make its last commits and stop: stop calling cn_mount_edit. */
+  void (*stopping)(void *ctx);
+} cn_mount_hooks;
+
 typedef struct {
   const char *mountpoint;
   int foreground;          /* else daemonize once the mount is live */
@@ -95,10 +113,18 @@ typedef struct {
   int debug;
   const char *listen;      /* peer address "HOST:PORT"; NULL: the home's config */
   int offline;             /* no peer network at all */
+  cn_mount_hooks hooks;
 } cn_mount_opts;
 /* Serves every namespace in home's keyring at mountpoint until it is unmounted. Writes
  * are committed on fsync, on the timer and at unmount. Returns 0 after a clean unmount. */
 int cn_mount(const char *home, const cn_mount_opts *opts);
+/* Changes a namespace the running mount writes: calls fn with the mount's tree under the
+ * mount's lock, commits, and makes the kernel forget what it cached under dir (a
+ * directory path: every name fn may have changed must be in it). Entries fn replaces or
+ * removes stay valid for open files. -ENOENT when the mount does not write the namespace,
+ * -ESHUTDOWN when no mount runs in this process or it is stopping. */
+int cn_mount_edit(const uint8_t pk[CN_PK_BYTES], const char *dir, int (*fn)(cn_ns *ns, void *ctx), void *ctx);
+
 /* Where a mount's daemon keeps its pid ($CAIRN_HOME/run/<hash of the mount point>.pid),
  * so `cairn umount` can wait until the last commit is done. */
 int cn_mount_pidfile(const char *home, const char *mountpoint, char *out, size_t cap);

@@ -72,6 +72,10 @@ int fs_lookup(cn_ns *ns, const char *path, cn_entry **out);
 void fs_entry_encode(cn_buf *b, const cn_entry *e);
 int fs_entry_decode(cn_reader *r, cn_entry *e);
 void fs_entry_free(cn_entry *e);
+/* Frees an entry that has left its tree, unless the mount still has an inode for it:
+ * then the orphan hook hands it to that inode (which frees it when the kernel forgets it). */
+void fs_entry_drop(cn_entry *e);
+void fs_set_orphan_hook(void (*hook)(cn_entry *e));
 int fs_dir_load(cn_ns *ns, cn_entry *owner, cn_dir *parent);
 int fs_dir_store(cn_ns *ns, cn_dir *dir);
 cn_entry *fs_dir_find(cn_dir *dir, const char *name, size_t *pos);

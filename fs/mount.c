@@ -121,6 +121,7 @@ static struct {
   struct fuse_session *se;
   int pushes; /* threads in fuse_lowlevel_notify_store (under lock) */
   cn_node *node; /* the peer network, NULL when offline */
+  cn_mount_hooks hooks;
 } M;
 
 /* ---- inodes ---- */
@@ -200,6 +201,45 @@ static void maybe_free(inode *n)
   drop_read_state(n);
   free(n->link_target);
   free(n);
+}
+
+/* An entry left its tree (replaced or removed by cn_ns calls) while the kernel still
+ * knows its inode: the inode owns it from now on (fs_entry_drop). Under M.lock. */
+static void orphan_entry(cn_entry *e)
+{
+  inode *n = e->inode;
+  n->detached = 1;
+  e->attr.ctime_ns = fs_now_ns();
+  maybe_free(n);
+}
+
+/* Job results (/compute/NAME/status, log, out and everything in out) are written by the
+ * job runner only (docs/COMPUTE.md): users get EROFS for making or changing them, but may
+ * remove them (a removed result is made again). */
+static int is_job_dir(const cn_entry *e)
+{
+  const cn_entry *compute = e && e->in_dir ? e->in_dir->owner : NULL;
+  const cn_entry *top = compute && compute->in_dir ? compute->in_dir->owner : NULL;
+  return top && top->inode && ((inode *)top->inode)->kind == I_NSROOT && !strcmp(compute->name, "compute");
+}
+
+static int is_result_name(const char *name)
+{
+  return !strcmp(name, "status") || !strcmp(name, "log") || !strcmp(name, "out");
+}
+
+static int is_job_result(const cn_entry *e)
+{
+  for (; e && e->in_dir; e = e->in_dir->owner)
+    if (is_result_name(e->name) && is_job_dir(e->in_dir->owner))
+      return 1;
+  return 0;
+}
+
+/* May a user make or change the entry name in the directory owned by dir? */
+static int result_guard(const cn_entry *dir, const char *name)
+{
+  return is_job_result(dir) || (name && is_job_dir(dir) && is_result_name(name)) ? -EROFS : 0;
 }
 
 /* ---- attributes ---- */
@@ -994,8 +1034,11 @@ static int commit_ns(mount_ns *m, int all)
       n->entry->attr.mtime_ns = n->committed.mtime_ns;
     }
   }
-  if (!rc && m->ns->dirty)
+  if (!rc && m->ns->dirty) {
     rc = cn_ns_commit(m->ns);
+    if (!rc && M.hooks.committed)
+      M.hooks.committed(M.hooks.ctx, &m->ns->key, cn_ns_seq(m->ns));
+  }
   size_t i = 0;
   while (deferred) {
     inode *n = deferred;
@@ -1131,6 +1174,8 @@ static int prepare_create(inode *p, const char *name, cn_dir **d, size_t *pos)
     return rc;
   if ((rc = fs_need_write(p->mns->ns)) < 0)
     return -EROFS;
+  if ((rc = result_guard(p->entry, name)) < 0)
+    return rc;
   if (strlen(name) > 255)
     return -ENAMETOOLONG;
   if (fs_dir_find(*d, name, pos))
@@ -1318,6 +1363,8 @@ static int do_rename(inode *p, const char *name, inode *np, const char *newname,
   mount_ns *m = p->mns;
   if (fs_need_write(m->ns) < 0)
     return -EROFS;
+  if ((rc = result_guard(p->entry, name)) < 0 || (rc = result_guard(np->entry, newname)) < 0)
+    return rc;
   if (strlen(newname) > 255)
     return -ENAMETOOLONG;
   if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE))
@@ -1417,6 +1464,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
     rc = -EPERM;
   else if (n->kind == I_SNAPDIR || fs_need_write(n->mns->ns) < 0)
     rc = -EROFS;
+  else
+    rc = result_guard(n->entry, NULL);
   cn_attr *a = rc ? NULL : &n->entry->attr;
   int64_t now = fs_now_ns();
   if (!rc && (to_set & FUSE_SET_ATTR_SIZE)) {
@@ -1476,6 +1525,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     rc = n ? -EISDIR : -ENOENT;
   else if ((fi->flags & O_ACCMODE) != O_RDONLY && fs_need_write(n->mns->ns) < 0)
     rc = -EROFS;
+  else if ((fi->flags & O_ACCMODE) != O_RDONLY)
+    rc = result_guard(n->entry, NULL);
   if (!rc) {
     n->opens++;
     n->writers += (fi->flags & O_ACCMODE) != O_RDONLY;
@@ -1493,6 +1544,12 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
   pthread_mutex_lock(&M.lock);
   inode *n = find_inode(ino);
+  /* closing a job spec after writing it schedules the job: commit now, so the job runs
+   * on a commit that holds the spec (the committed hook takes it from there) */
+  if (n && n->opens && (fi->flags & O_ACCMODE) != O_RDONLY && n->kind == I_ENTRY && !n->detached &&
+      n->entry->in_dir && is_job_dir(n->entry->in_dir->owner) && !strcmp(n->entry->name, "job") &&
+      (n->mns->dirty_files || n->mns->ns->dirty))
+    commit_ns(n->mns, 1);
   if (n && n->opens) {
     n->opens--;
     if ((fi->flags & O_ACCMODE) != O_RDONLY && n->writers)
@@ -1924,6 +1981,55 @@ static void detach_all(void)
     }
 }
 
+typedef struct {
+  char **names;
+  size_t n;
+} name_list;
+
+static void note_names(cn_ns *ns, const char *dir, name_list *l)
+{
+  cn_entry *e;
+  if (fs_lookup(ns, dir, &e) < 0 || !e->dir)
+    return;
+  for (size_t i = 0; i < e->dir->n; i++) {
+    l->names = realloc(l->names, (l->n + 1) * sizeof *l->names);
+    l->names[l->n++] = strdup(e->dir->ents[i]->name);
+  }
+}
+
+int cn_mount_edit(const uint8_t pk[CN_PK_BYTES], const char *dir, int (*fn)(cn_ns *ns, void *ctx), void *ctx)
+{
+  pthread_mutex_lock(&M.lock);
+  if (!M.se || M.stopping) {
+    pthread_mutex_unlock(&M.lock);
+    return cn_fail(ESHUTDOWN, "the mount is stopping");
+  }
+  mount_ns *m = find_ns(pk);
+  if (!m || m->ns->key.access != CN_ACCESS_WRITE) {
+    pthread_mutex_unlock(&M.lock);
+    return cn_fail(ENOENT, "this mount does not write that namespace");
+  }
+  name_list names = {0};
+  note_names(m->ns, dir, &names);
+  int rc = fn(m->ns, ctx);
+  if (!rc)
+    rc = commit_ns(m, 0);
+  note_names(m->ns, dir, &names);
+  cn_entry *e;
+  fuse_ino_t dir_ino = fs_lookup(m->ns, dir, &e) == 0 && e->inode ? ((inode *)e->inode)->ino : 0;
+  pthread_mutex_unlock(&M.lock);
+  /* the kernel may call back in while invalidating: not under the lock */
+  if (dir_ino) {
+    fuse_lowlevel_notify_inval_inode(M.se, dir_ino, 0, 0);
+    for (size_t i = 0; i < names.n; i++)
+      fuse_lowlevel_notify_inval_entry(M.se, dir_ino, names.names[i], strlen(names.names[i]));
+  }
+  for (size_t i = 0; i < names.n; i++)
+    free(names.names[i]);
+  free(names.names);
+  return rc;
+}
+
 int cn_mount_pidfile(const char *home, const char *mountpoint, char *out, size_t cap)
 {
   char real[4096];
@@ -2001,6 +2107,8 @@ int cn_mount(const char *home, const cn_mount_opts *opts)
   M.started_ns = fs_now_ns();
   M.commit_interval = opts->commit_interval_s > 0 ? opts->commit_interval_s : DEFAULT_COMMIT_INTERVAL;
   M.se = se;
+  M.hooks = opts->hooks;
+  fs_set_orphan_hook(orphan_entry);
   rc = cn_store_open(home, &M.store);
   if (rc == 0 && !opts->offline) {
     char listen_on[300];
@@ -2015,6 +2123,14 @@ int cn_mount(const char *home, const cn_mount_opts *opts)
   }
   if (rc == 0) {
     attach_keyring();
+    if (M.hooks.started)
+      M.hooks.started(M.hooks.ctx, M.store);
+    /* what was committed before this mount started counts as new to the hooks */
+    pthread_mutex_lock(&M.lock);
+    for (mount_ns *m = M.namespaces; m && M.hooks.committed; m = m->next)
+      if (m->ns->key.access == CN_ACCESS_WRITE && cn_ns_seq(m->ns))
+        M.hooks.committed(M.hooks.ctx, &m->ns->key, cn_ns_seq(m->ns));
+    pthread_mutex_unlock(&M.lock);
     pthread_create(&M.timer, NULL, commit_timer, NULL);
     struct fuse_loop_config *cfg = fuse_loop_cfg_create();
     fuse_loop_cfg_set_max_threads(cfg, 16);
@@ -2025,6 +2141,8 @@ int cn_mount(const char *home, const cn_mount_opts *opts)
     pthread_cond_signal(&M.wake);
     pthread_mutex_unlock(&M.lock);
     pthread_join(M.timer, NULL);
+    if (M.hooks.stopping)
+      M.hooks.stopping(M.hooks.ctx); /* no more edits: jobs still running are stopped */
   } else {
     cn_log("%s", cn_err());
   }

@@ -561,6 +561,28 @@ int fs_lookup(cn_ns *ns, const char *path, cn_entry **out)
   return lookup(ns, path, out, NULL);
 }
 
+const cn_nskey *cn_ns_key(const cn_ns *ns)
+{
+  return &ns->key;
+}
+
+int cn_ns_content_id(cn_ns *ns, const char *path, uint8_t id[32])
+{
+  cn_entry *e;
+  int rc = lookup(ns, path, &e, NULL);
+  if (rc < 0)
+    return rc;
+  if (e->dir && e->dir->dirty)
+    return cn_fail(EBUSY, "'%s' has changes that are not committed yet", path);
+  /* the encoded content names every chunk or node below it, so it changes with them */
+  uint8_t type = (uint8_t)e->attr.type;
+  cn_sha256_stream *h = cn_sha256_begin();
+  cn_sha256_add(h, &type, 1);
+  cn_sha256_add(h, e->content.p, e->content.len);
+  cn_sha256_end(h, id);
+  return 0;
+}
+
 int cn_ns_stat(cn_ns *ns, const char *path, cn_attr *attr)
 {
   cn_entry *e;

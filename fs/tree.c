@@ -60,13 +60,32 @@ static int entry_name_ok(const char *name)
   return name[0] && strcmp(name, ".") && strcmp(name, "..");
 }
 
+static void (*orphan_hook)(cn_entry *e);
+
+void fs_set_orphan_hook(void (*hook)(cn_entry *e))
+{
+  orphan_hook = hook;
+}
+
+void fs_entry_drop(cn_entry *e)
+{
+  e->in_dir = NULL;
+  if (e->inode && orphan_hook) {
+    orphan_hook(e); /* the mount's inode takes it over */
+    return;
+  }
+  fs_entry_free(e);
+  free(e);
+}
+
 static void dir_free(cn_dir *d)
 {
   if (!d)
     return;
   for (size_t i = 0; i < d->n; i++) {
-    fs_entry_free(d->ents[i]);
-    free(d->ents[i]);
+    if (d->ents[i]->dir)
+      d->ents[i]->dir->parent = NULL;
+    fs_entry_drop(d->ents[i]);
   }
   free(d->ents);
   free(d);
@@ -131,9 +150,7 @@ cn_entry *fs_dir_take(cn_dir *dir, size_t pos)
 
 void fs_dir_remove(cn_dir *dir, size_t pos)
 {
-  cn_entry *e = fs_dir_take(dir, pos);
-  fs_entry_free(e);
-  free(e);
+  fs_entry_drop(fs_dir_take(dir, pos));
 }
 
 /* ---- reading nodes ---- */

@@ -4,6 +4,7 @@
  * 2 (the command line or a cap string was malformed).
  */
 #include "acl/acl.h"
+#include "compute/compute.h"
 #include "fs/fs.h"
 #include <dirent.h>
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1028,7 +1030,14 @@ static int run_mount(cn_mount_opts *o)
   struct stat st;
   if (stat(o->mountpoint, &st) < 0 || !S_ISDIR(st.st_mode))
     return fail(EXIT_FAIL, "%s: not a directory", o->mountpoint);
-  int rc = cn_mount(home, o);
+  /* jobs in writable namespaces run inside the mount (compute/ plugs into its hooks) */
+  cn_compute *jobs;
+  int rc = cn_compute_open(home, NULL, &jobs);
+  if (rc < 0)
+    return fail(EXIT_FAIL, "%s", cn_err());
+  cn_compute_mount_hooks(jobs, &o->hooks);
+  rc = cn_mount(home, o);
+  cn_compute_close(jobs);
   return rc < 0 ? fail(EXIT_FAIL, "mount: %s", cn_err()) : EXIT_OK;
 }
 
@@ -1446,6 +1455,320 @@ static int cmd_sync(int argc, char **argv)
 
 /* ---- dispatch ---- */
 
+/* ---- job ---- */
+
+/* "NS:compute/NAME" (the leading slash is optional): opens NS and gives the job's dir. */
+static int open_job(const char *arg, cn_store *s, int for_write, cn_ns **ns, char *dir, size_t cap)
+{
+  const char *path;
+  int code = open_target(arg, s, for_write, ns, &path);
+  if (code)
+    return code;
+  snprintf(dir, cap, "%s%s", path[0] == '/' ? "" : "/", path);
+  size_t len = strlen(dir);
+  while (len > 1 && dir[len - 1] == '/')
+    dir[--len] = 0;
+  const char *name = dir + strlen("/compute/");
+  if (strncmp(dir, "/compute/", 9) || !name[0] || strchr(name, '/')) {
+    cn_ns_close(*ns);
+    *ns = NULL;
+    return fail(EXIT_USAGE, "'%s': a job is a directory /compute/NAME of a namespace", arg);
+  }
+  return 0;
+}
+
+/* A program or input given to 'job new': a path the namespace has is used as it is; a
+ * local file or directory is stored into the job's directory first. */
+static int job_source(cn_ns *ns, const char *given, const char *store_dir, char **out)
+{
+  cn_attr a;
+  if (given[0] == '/' && cn_ns_stat(ns, given, &a) == 0) {
+    *out = strdup(given);
+    return 0;
+  }
+  if (!strncasecmp(given, "cairn-", 6)) { /* a file cap */
+    *out = strdup(given);
+    return 0;
+  }
+  struct stat st;
+  if (stat(given, &st) < 0)
+    return fail(EXIT_FAIL, "%s: neither in the namespace nor a local file or directory", given);
+  const char *base = strrchr(given, '/');
+  base = base ? base + 1 : given;
+  char copy[4096];
+  snprintf(copy, sizeof copy, "%s", given);
+  size_t len = strlen(copy);
+  while (len > 1 && copy[len - 1] == '/')
+    copy[--len] = 0;
+  base = strrchr(copy, '/') ? strrchr(copy, '/') + 1 : copy;
+  if (asprintf(out, "%s/%s", store_dir, base) < 0)
+    abort();
+  int rc = cn_ns_mkdir(ns, store_dir, NULL, 1);
+  if (!rc && cn_ns_stat(ns, *out, &a) == 0)
+    rc = cn_ns_remove(ns, *out, 1);
+  int bad = 0;
+  if (!rc && S_ISDIR(st.st_mode)) {
+    cn_attr meta;
+    attr_from_stat(&meta, &st);
+    rc = cn_ns_mkdir(ns, *out, &meta, 0);
+    if (!rc)
+      rc = import_tree(ns, copy, *out, &bad);
+  } else if (!rc) {
+    int fd = open(copy, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+      return fail(EXIT_FAIL, "%s: %s", given, strerror(errno));
+    cn_attr meta;
+    attr_from_stat(&meta, &st);
+    rc = cn_ns_write_from_fd(ns, *out, fd, &meta);
+    close(fd);
+  }
+  if (rc < 0)
+    return fail(EXIT_FAIL, "%s: %s", given, cn_err());
+  if (bad)
+    return fail(EXIT_FAIL, "%s: %d entries could not be stored", given, bad);
+  return 0;
+}
+
+static int job_new(int argc, char **argv)
+{
+  static const struct option opts[] = {{"program", required_argument, 0, 'p'},
+                                       {"input", required_argument, 0, 'i'},
+                                       {"arg", required_argument, 0, 'a'},
+                                       {"quorum", required_argument, 0, 'q'},
+                                       {"cpu", required_argument, 0, 'c'},
+                                       {"memory", required_argument, 0, 'm'},
+                                       {0, 0, 0, 0}};
+  const char *program = NULL;
+  const char **inputs = calloc((size_t)argc, sizeof *inputs);
+  const char **args = calloc((size_t)argc, sizeof *args);
+  size_t n_inputs = 0, n_args = 0;
+  char extra[128] = "";
+  int c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "p:i:a:q:c:m:", opts, NULL)) != -1) {
+    switch (c) {
+    case 'p': program = optarg; break;
+    case 'i': inputs[n_inputs++] = optarg; break;
+    case 'a': args[n_args++] = optarg; break;
+    case 'q': case 'c': case 'm': {
+      size_t l = strlen(extra);
+      snprintf(extra + l, sizeof extra - l, "%s %s\n", c == 'q' ? "quorum" : c == 'c' ? "cpu" : "memory", optarg);
+      break;
+    }
+    default: free(inputs); free(args); return usage_error("unknown option");
+    }
+  }
+  if (optind + 1 != argc || !program) {
+    free(inputs);
+    free(args);
+    return usage_error("expected NS:compute/NAME --program PATH [--input PATH]...");
+  }
+  cn_store *s;
+  cn_ns *ns;
+  char dir[4096];
+  int code = open_store(&s);
+  if (!code && (code = open_job(argv[optind], s, 1, &ns, dir, sizeof dir))) {
+    cn_store_close(s);
+  }
+  if (code) {
+    free(inputs);
+    free(args);
+    return code;
+  }
+  char *in_dir;
+  if (asprintf(&in_dir, "%s/in", dir) < 0)
+    abort();
+  cn_job_spec spec = {0};
+  char *text = NULL;
+  spec.inputs = calloc(n_inputs + 1, sizeof *spec.inputs);
+  spec.args = calloc(n_args + 1, sizeof *spec.args);
+  int rc = cn_ns_mkdir(ns, dir, NULL, 1);
+  if (rc < 0)
+    code = fail(EXIT_FAIL, "%s: %s", dir, cn_err());
+  if (!code)
+    code = job_source(ns, program, dir, &spec.program);
+  for (size_t i = 0; i < n_inputs && !code; i++)
+    if (!(code = job_source(ns, inputs[i], in_dir, &spec.inputs[spec.n_inputs])))
+      spec.n_inputs++;
+  for (size_t i = 0; i < n_args; i++)
+    spec.args[spec.n_args++] = strdup(args[i]);
+  /* the spec is checked the way the runner will read it */
+  if (!code && !(text = cn_job_spec_format(&spec)))
+    code = fail(EXIT_USAGE, "a program path, input or argument contains a newline");
+  if (!code && extra[0]) {
+    char *full;
+    if (asprintf(&full, "%s%s", text, extra) < 0)
+      abort();
+    free(text);
+    text = full;
+  }
+  cn_job_spec check;
+  if (!code && cn_job_spec_parse(text, strlen(text), &check) < 0)
+    code = fail(EXIT_USAGE, "%s", cn_err());
+  else if (!code)
+    cn_job_spec_free(&check);
+  if (!code) {
+    char *spec_path;
+    if (asprintf(&spec_path, "%s/job", dir) < 0)
+      abort();
+    int fd = memfd_create("job", MFD_CLOEXEC);
+    if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text) || lseek(fd, 0, SEEK_SET) != 0)
+      code = fail(EXIT_FAIL, "cannot stage the spec");
+    else if ((rc = cn_ns_write_from_fd(ns, spec_path, fd, NULL)) < 0)
+      code = fail(EXIT_FAIL, "%s: %s", spec_path, cn_err());
+    if (fd >= 0)
+      close(fd);
+    free(spec_path);
+  }
+  if (!code)
+    code = commit(ns);
+  if (!code)
+    fputs(text, stdout);
+  free(text);
+  cn_job_spec_free(&spec);
+  free(in_dir);
+  free(inputs);
+  free(args);
+  cn_ns_close(ns);
+  cn_store_close(s);
+  return code;
+}
+
+static void print_outcome(const char *dir, const cn_job_outcome *o)
+{
+  if (!o->ran && o->ok)
+    printf("%s: up to date: done %s\n", dir, o->job_id);
+  else if (o->ok)
+    printf("%s: done %s\noutput %s\nran in %.3f s (%s)\n", dir, o->job_id, o->output_id, o->run_seconds,
+           o->built ? "module compiled" : "compiled module cached");
+}
+
+static int job_run(int argc, char **argv)
+{
+  int force = 0;
+  const char *target = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--force"))
+      force = 1;
+    else if (!target)
+      target = argv[i];
+    else
+      return usage_error("expected NS:compute/NAME [--force]");
+  }
+  if (!target)
+    return usage_error("expected NS:compute/NAME [--force]");
+  cn_store *s;
+  cn_ns *ns;
+  char dir[4096];
+  int code = open_store(&s);
+  if (code)
+    return code;
+  if ((code = open_job(target, s, 1, &ns, dir, sizeof dir))) {
+    cn_store_close(s);
+    return code;
+  }
+  cn_compute *c;
+  cn_job_outcome o;
+  int rc = cn_compute_open(home, s, &c);
+  if (!rc)
+    rc = cn_job_run(c, ns, dir, force, &o);
+  cn_compute_close(c);
+  cn_ns_close(ns);
+  cn_store_close(s);
+  if (rc < 0)
+    return fail(EXIT_FAIL, "%s: %s", dir, cn_err());
+  print_outcome(dir, &o);
+  return o.ok ? EXIT_OK : fail(EXIT_FAIL, "%s: failed: %s", dir, o.reason);
+}
+
+/* Prints a job's file (status or log) from the latest commit. */
+static int job_show(int argc, char **argv, const char *file)
+{
+  if (argc != 2)
+    return usage_error("expected NS:compute/NAME");
+  cn_store *s;
+  cn_ns *ns;
+  char dir[4096], path[4200];
+  int code = open_store(&s);
+  if (code)
+    return code;
+  if ((code = open_job(argv[1], s, 0, &ns, dir, sizeof dir))) {
+    cn_store_close(s);
+    return code;
+  }
+  snprintf(path, sizeof path, "%s/%s", dir, file);
+  cn_attr a;
+  int rc = cn_ns_stat(ns, path, &a);
+  if (rc == -ENOENT && !strcmp(file, "status"))
+    printf("%s\n", cn_ns_stat(ns, dir, &a) == 0 ? "not run yet" : "no such job");
+  else if (!rc)
+    rc = cn_ns_read_to_fd(ns, path, STDOUT_FILENO);
+  if (rc < 0 && !(rc == -ENOENT && !strcmp(file, "status")))
+    code = fail(EXIT_FAIL, "%s: %s", path, cn_err());
+  cn_ns_close(ns);
+  cn_store_close(s);
+  return code;
+}
+
+static int job_ls(int argc, char **argv)
+{
+  if (argc != 2)
+    return usage_error("expected NS");
+  char target[512];
+  snprintf(target, sizeof target, "%s%s", argv[1], strchr(argv[1], ':') ? "" : ":/");
+  cn_store *s;
+  cn_ns *ns;
+  const char *path;
+  int code = open_store(&s);
+  if (code)
+    return code;
+  if ((code = open_target(target, s, 0, &ns, &path))) {
+    cn_store_close(s);
+    return code;
+  }
+  char **dirs;
+  size_t n;
+  int rc = cn_job_list(ns, &dirs, &n);
+  for (size_t i = 0; i < n; i++) {
+    char status_path[4200], line[256] = "not run yet";
+    snprintf(status_path, sizeof status_path, "%s/status", dirs[i]);
+    int fd = memfd_create("status", MFD_CLOEXEC);
+    if (fd >= 0 && cn_ns_read_to_fd(ns, status_path, fd) == 0) {
+      ssize_t got = pread(fd, line, sizeof line - 1, 0);
+      line[got > 0 ? got : 0] = 0;
+      line[strcspn(line, "\n")] = 0;
+    }
+    if (fd >= 0)
+      close(fd);
+    printf("%s\t%s\n", dirs[i] + strlen("/compute/"), line);
+    free(dirs[i]);
+  }
+  free(dirs);
+  if (rc < 0)
+    code = fail(EXIT_FAIL, "%s", cn_err());
+  cn_ns_close(ns);
+  cn_store_close(s);
+  return code;
+}
+
+static int cmd_job(int argc, char **argv)
+{
+  if (argc < 2)
+    return usage_error("expected new, run, ls, status or log");
+  const char *sub = argv[1];
+  if (!strcmp(sub, "new"))
+    return job_new(argc - 1, argv + 1);
+  if (!strcmp(sub, "run"))
+    return job_run(argc - 1, argv + 1);
+  if (!strcmp(sub, "ls"))
+    return job_ls(argc - 1, argv + 1);
+  if (!strcmp(sub, "status"))
+    return job_show(argc - 1, argv + 1, "status");
+  if (!strcmp(sub, "log"))
+    return job_show(argc - 1, argv + 1, "log");
+  return usage_error("expected new, run, ls, status or log");
+}
+
 static const command commands[] = {
   {"mount", "[-f] [-o OPTIONS] [--commit-interval S] [--listen HOST:PORT|--offline] MOUNTPOINT",
    "Mount every namespace in the keyring at MOUNTPOINT, one directory per namespace ID,\n"
@@ -1470,6 +1793,14 @@ static const command commands[] = {
   {"sync", "NS [--replicas N] [--timeout S]",
    "Wait until N other nodes (default 1) hold the latest commit of NS in full: exit 0, or\n"
    "exit 1 after S seconds (default 60) saying how many are missing.", cmd_sync},
+  {"job", "new NS:compute/NAME --program PATH [--input PATH]... [--arg A]... [--quorum N] [--cpu S] [--memory MIB]\n"
+          "     | run NS:compute/NAME [--force] | ls NS | status NS:compute/NAME | log NS:compute/NAME",
+   "Deterministic WebAssembly jobs (docs/COMPUTE.md). 'new' writes the spec\n"
+   "/compute/NAME/job (a PATH the namespace lacks is taken from the local disk and stored\n"
+   "in the job's directory first); 'run' runs it unless its job ID matches the stored\n"
+   "result (--force runs it anyway) and writes status, log and out/; 'ls' lists jobs with\n"
+   "their status; 'status' and 'log' print those files. In a mount, jobs run by themselves\n"
+   "when their spec is written or an input changes.", cmd_job},
   {"umount", "MOUNTPOINT", "Unmount (the daemon commits what is pending, then exits).", cmd_umount},
   {"init", "[--listen HOST:PORT]",
    "Create the node's home ($CAIRN_HOME or --home): identity, keyring, store; --listen\n"
@@ -1520,6 +1851,12 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+  /* a job worker (compute/worker.c) is this program started again: nothing else runs */
+  if (argc > 1 && !strcmp(argv[1], "__wasm-worker")) {
+    if (cn_crypto_init() < 0)
+      return 70;
+    return cn_compute_worker_main(argc, argv);
+  }
   /* --home may appear anywhere before the command's own arguments end */
   int out = 1;
   for (int i = 1; i < argc; i++) {
