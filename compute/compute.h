@@ -2,13 +2,13 @@
  * compute/ — deterministic WebAssembly jobs whose outputs appear as files (docs/COMPUTE.md).
  *
  * A job is a directory /compute/NAME in a writable namespace holding a spec file `job`
- * (docs/FORMAT.md §12.1). Running it reads the program (a WASI module) and the inputs from
+ * (docs/FORMAT.md §15.1). Running it reads the program (a WASI module) and the inputs from
  * the namespace, runs the module in a worker process under a deterministic WASI host
  * (inputs read-only under /in, outputs under /out), and writes the results back beside
  * the spec: `status`, `log` and the read-only tree `out/`.
  *
  * Job ID = SHA-256 over the runtime version, the module's hash, the arguments and each
- * input's content tree ID (§12.3): the same job gives the same ID on every node, and a
+ * input's content tree ID (§15.3): the same job gives the same ID on every node, and a
  * job whose ID has not changed is not run again.
  *
  * This layer sits above fs/: it reads and writes trees with fs.h's calls, and plugs into
@@ -39,7 +39,7 @@ typedef struct {
   unsigned memory_mib;
 } cn_job_spec;
 
-/* Parses a spec (docs/FORMAT.md §12.1): -EINVAL naming the line on any defect. */
+/* Parses a spec (docs/FORMAT.md §15.1): -EINVAL naming the line on any defect. */
 int cn_job_spec_parse(const char *text, size_t len, cn_job_spec *out);
 /* The spec as text (malloc'd); NULL when an argument or path cannot be written (newline). */
 char *cn_job_spec_format(const cn_job_spec *spec);

@@ -37,7 +37,7 @@ int compute_run_worker(const worker_request *req, worker_result *res);
  * -EIO with the first lines of its stderr in cn_err(). */
 int compute_run_tool(char *const argv[], const char *what);
 
-/* The content tree ID of a host file or directory (docs/FORMAT.md §12.3). */
+/* The content tree ID of a host file or directory (docs/FORMAT.md §15.3). */
 int compute_tree_id(const char *path, uint8_t id[32]);
 /* Removes a directory tree; missing is fine. */
 void compute_rm_rf(const char *path);

@@ -1,5 +1,5 @@
 /*
- * Content tree IDs (docs/FORMAT.md §12.3): a hash of what a file or directory holds —
+ * Content tree IDs (docs/FORMAT.md §15.3): a hash of what a file or directory holds —
  * names, bytes, symlink targets — and nothing else (no times, owners, modes, encryption
  * or storage layout), so the same inputs or outputs have the same ID on every node and
  * in every namespace. Job IDs are built from input tree IDs; results name output tree IDs.
