@@ -60,6 +60,7 @@ typedef struct {
   char reason[256];    /* why it failed */
   double run_seconds, build_seconds;
   int built;           /* the module was compiled for this run */
+  char stored_output[65]; /* cn_job_verify: the output the job's status names */
 } cn_job_outcome;
 
 /* Runs the job in job_dir ("/compute/NAME") of ns, which is open for writing: marks it
@@ -67,6 +68,13 @@ typedef struct {
  * anyway), writes status, log and out/, and commits. A job that fails still returns 0
  * with outcome->ok = 0; errors that stop the job from being judged at all are < 0. */
 int cn_job_run(cn_compute *c, cn_ns *ns, const char *job_dir, int force, cn_job_outcome *outcome);
+
+/* Runs the job again here, without changing the tree (a read-cap is enough), and compares
+ * the output with the one its status names: outcome->ok says they match. Either way this
+ * node's signed record of what it computed is stored and, when a node runs here,
+ * published (it counts toward the job's quorum). -ENOENT when the status names no output,
+ * -ESTALE when the stored result is for another job ID (the inputs changed since). */
+int cn_job_verify(cn_compute *c, cn_ns *ns, const char *job_dir, cn_job_outcome *outcome);
 
 /* The job directories of a tree ("/compute/NAME"), malloc'd; -ENOENT-free: none is 0. */
 int cn_job_list(cn_ns *ns, char ***dirs, size_t *n);

@@ -42,4 +42,14 @@ int compute_tree_id(const char *path, uint8_t id[32]);
 /* Removes a directory tree; missing is fine. */
 void compute_rm_rf(const char *path);
 
+/* Result records (record.c, docs/FORMAT.md §15.5). */
+#define RECORD_LEN (15 + 96 + 64)
+#define RECORD_SALT_LEN (10 + 32)
+void compute_record_salt(const uint8_t job_id[32], uint8_t salt[RECORD_SALT_LEN]);
+void compute_record_make(const uint8_t node_seed[32], const uint8_t job_id[32], const uint8_t output_id[32],
+                         uint8_t out[RECORD_LEN]);
+/* 0 and the output ID when v is signer's record for job_id; -EINVAL / -EBADMSG otherwise. */
+int compute_record_check(const uint8_t *v, size_t len, const uint8_t signer[32], const uint8_t job_id[32],
+                         uint8_t output_id[32]);
+
 #endif

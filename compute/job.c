@@ -455,16 +455,20 @@ void compute_job_free(compute_job *j)
   for (char **s = j->skip; s && *s; s++)
     free(*s);
   free(j->skip);
+  free(j->quorum_report);
   free(j);
 }
 
-static int job_status_line(cn_ns *ns, const char *job_dir, char *line, size_t cap)
+/* The first line of the job's status, and the output it names (its "output" line). */
+static int job_status_line(cn_ns *ns, const char *job_dir, char *line, size_t cap, int *has_output,
+                           uint8_t output[32])
 {
   char *path = path_join(job_dir, "status");
   uint8_t *data;
   size_t len;
   line[0] = 0;
-  int rc = read_tree_file(ns, path, 4096, &data, &len);
+  *has_output = 0;
+  int rc = read_tree_file(ns, path, 64 * 1024, &data, &len);
   free(path);
   if (rc < 0)
     return rc;
@@ -473,6 +477,13 @@ static int job_status_line(cn_ns *ns, const char *job_dir, char *line, size_t ca
     n++;
   memcpy(line, data, n);
   line[n] = 0;
+  char *text = strndup((const char *)data, len);
+  char *out = strstr(text, "\noutput ");
+  if (out && strlen(out) >= 9 + 64) {
+    out[9 + 64] = 0;
+    *has_output = cn_unhex(out + 9, output, 32) == 0;
+  }
+  free(text);
   free(data);
   return 0;
 }
@@ -611,7 +622,7 @@ int compute_job_prepare(cn_compute *c, cn_ns *ns, const char *job_dir, int force
   }
   char line[256], id[65];
   hex(j->job_id, id);
-  job_status_line(ns, job_dir, line, sizeof line);
+  job_status_line(ns, job_dir, line, sizeof line, &j->has_stored_output, j->stored_output);
   char expect[80];
   snprintf(expect, sizeof expect, "done %s", id);
   j->up_to_date = !force && !strcmp(line, expect);
@@ -742,14 +753,11 @@ int compute_job_publish(compute_job *j, cn_ns *ns)
     snprintf(src, sizeof src, "%s/out", j->work);
     rc = import_tree(ns, src, out_path, when);
   }
-  char status[1024];
   int n;
-  if (j->ok)
-    n = snprintf(status, sizeof status, "done %s\noutput %s\n", id, oid);
-  else
-    n = snprintf(status, sizeof status, "failed: %s\n", j->reason);
+  char *status = compute_job_status_text(j);
   if (!rc)
-    rc = write_text(ns, status_path, status, (size_t)n, when);
+    rc = write_text(ns, status_path, status, strlen(status), when);
+  free(status);
   if (!rc && j->log_fd > 0) {
     off_t size = lseek(j->log_fd, 0, SEEK_END);
     lseek(j->log_fd, 0, SEEK_SET);
@@ -767,6 +775,26 @@ int compute_job_publish(compute_job *j, cn_ns *ns)
   free(out_path);
   free(status_path);
   free(log_path);
+  return rc;
+}
+
+char *compute_job_status_text(const compute_job *j)
+{
+  char id[65], oid[65], *text;
+  hex(j->job_id, id);
+  hex(j->output_id, oid);
+  int rc = j->ok ? asprintf(&text, "done %s\noutput %s\n%s", id, oid, j->quorum_report ? j->quorum_report : "")
+                 : asprintf(&text, "failed: %s\n", j->reason);
+  if (rc < 0)
+    abort();
+  return text;
+}
+
+int compute_job_set_status(cn_ns *ns, const char *job_dir, const char *text)
+{
+  char *status_path = path_join(job_dir, "status");
+  int rc = write_text(ns, status_path, text, strlen(text), now_ns());
+  free(status_path);
   return rc;
 }
 
@@ -815,10 +843,53 @@ int cn_job_run(cn_compute *c, cn_ns *ns, const char *job_dir, int force, cn_job_
       return rc;
     }
   }
+  /* our signed record goes out with the result; with a quorum, status says how many
+   * nodes agree so far (only this one, without a node to ask) */
+  if (j->ok) {
+    if (compute_record_publish(c->store, NULL, j->job_id, j->output_id) == 0)
+      cn_node_ask(c->home, "publish", NULL, NULL);
+    if (j->spec.quorum >= 2) {
+      char report[8192];
+      compute_quorum(NULL, c->store, cn_ns_key(ns)->pk, j->job_id, j->output_id, j->spec.quorum, report,
+                     sizeof report);
+      j->quorum_report = strdup(report);
+    }
+  }
   rc = compute_job_publish(j, ns);
   if (!rc)
     rc = cn_ns_commit(ns);
   compute_job_outcome(j, outcome);
+  if (j->log_fd > 0)
+    close(j->log_fd);
+  compute_job_free(j);
+  return rc;
+}
+
+int cn_job_verify(cn_compute *c, cn_ns *ns, const char *job_dir, cn_job_outcome *outcome)
+{
+  compute_job *j;
+  int rc = compute_job_prepare(c, ns, job_dir, 1, &j);
+  if (rc < 0)
+    return rc;
+  char line[256], id[65];
+  int has_output;
+  uint8_t stored[32];
+  job_status_line(ns, job_dir, line, sizeof line, &has_output, stored);
+  hex(j->job_id, id);
+  if (!j->prepare_failed && !has_output)
+    rc = cn_fail(ENOENT, "%s/status names no output to check (has the job run?)", job_dir);
+  else if (!j->prepare_failed && (strncmp(line, "done ", 5) || strcmp(line + 5, id)))
+    rc = cn_fail(ESTALE, "the stored result is for another job (%s); its program or inputs are now job %s",
+                 line, id);
+  if (!rc && !j->prepare_failed)
+    rc = compute_job_execute(j, ns, NULL);
+  if (!rc) {
+    compute_job_outcome(j, outcome);
+    hex(stored, outcome->stored_output);
+    outcome->ok = j->ok && !memcmp(j->output_id, stored, 32);
+    if (j->ok && compute_record_publish(c->store, NULL, j->job_id, j->output_id) == 0)
+      cn_node_ask(c->home, "publish", NULL, NULL);
+  }
   if (j->log_fd > 0)
     close(j->log_fd);
   compute_job_free(j);

@@ -21,6 +21,7 @@ typedef struct sched_item sched_item;
 struct cn_compute {
   char *home;
   cn_store *store;
+  cn_node *node;        /* the mount's node, NULL offline or outside a mount */
   pthread_mutex_t lock;
   pthread_cond_t wake;
   id_cache_entry *ids;
@@ -29,6 +30,7 @@ struct cn_compute {
   int running, stopping;
   volatile int cancel;
   sched_item *pending;
+  struct quorum_watch *watches; /* quorum jobs whose records are checked again and again */
 };
 
 typedef struct {
@@ -49,6 +51,9 @@ typedef struct {
   int log_fd;
   double run_seconds, build_seconds;
   char reason[256];
+  int has_stored_output;     /* status names an output (line "output <hex>") */
+  uint8_t stored_output[32];
+  char *quorum_report;       /* verification lines for status, when spec.quorum >= 2 */
 } compute_job;
 
 int compute_job_prepare(cn_compute *c, cn_ns *ns, const char *job_dir, int force, compute_job **out);
@@ -56,9 +61,21 @@ int compute_job_execute(compute_job *j, cn_ns *ns, volatile int *cancel);
 int compute_job_publish(compute_job *j, cn_ns *ns);
 /* Writes a one-word status ("queued", "running") without touching the results. */
 int compute_job_mark(cn_ns *ns, const char *job_dir, const char *state);
+/* Replaces status with text (the verification lines change while results stay). */
+int compute_job_set_status(cn_ns *ns, const char *job_dir, const char *text);
+/* The status text publish writes for j. */
+char *compute_job_status_text(const compute_job *j);
 void compute_job_outcome(const compute_job *j, cn_job_outcome *o);
 void compute_job_free(compute_job *j);
 
 void compute_scheduler_stop(cn_compute *c);
+
+/* Stores (and with a node, publishes now) this node's signed record of a result. */
+int compute_record_publish(cn_store *s, cn_node *node, const uint8_t job_id[32], const uint8_t output_id[32]);
+/* Collects the records of the nodes connected in the namespace's swarm and writes the
+ * verification lines of a status (FORMAT §15.5) into report. 1 when at least quorum
+ * nodes (this one included) agree on output_id, 0 when not, < 0 on error. */
+int compute_quorum(cn_node *node, cn_store *s, const uint8_t nspk[32], const uint8_t job_id[32],
+                   const uint8_t output_id[32], unsigned quorum, char *report, size_t cap);
 
 #endif

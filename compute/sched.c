@@ -9,9 +9,23 @@
  */
 #include "compute/job.h"
 #include <errno.h>
+#include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* A quorum job whose result stands: other nodes' records are fetched again every
+ * QUORUM_EVERY_S until it is verified, and status follows what they say. */
+#define QUORUM_EVERY_S 5
+typedef struct quorum_watch {
+  cn_nskey key;
+  char *job_dir;
+  uint8_t job_id[32], output_id[32];
+  unsigned quorum;
+  char *status;   /* what status says now */
+  struct quorum_watch *next;
+} quorum_watch;
 
 struct sched_item {
   cn_nskey key;
@@ -58,6 +72,66 @@ static int publish_fn(cn_ns *ns, void *ctx)
   return compute_job_publish(e->job, ns);
 }
 
+static int status_fn(cn_ns *ns, void *ctx)
+{
+  edit *e = ctx;
+  return compute_job_set_status(ns, e->job_dir, e->state);
+}
+
+static void watch(cn_compute *c, const cn_nskey *key, const compute_job *j, const uint8_t output_id[32])
+{
+  pthread_mutex_lock(&c->lock);
+  quorum_watch *w = c->watches;
+  while (w && (memcmp(w->key.pk, key->pk, 32) || strcmp(w->job_dir, j->job_dir)))
+    w = w->next;
+  if (!w) {
+    w = calloc(1, sizeof *w);
+    w->key = *key;
+    w->job_dir = strdup(j->job_dir);
+    w->next = c->watches;
+    c->watches = w;
+  }
+  memcpy(w->job_id, j->job_id, 32);
+  memcpy(w->output_id, output_id, 32);
+  w->quorum = j->spec.quorum;
+  free(w->status);
+  w->status = NULL;
+  pthread_mutex_unlock(&c->lock);
+}
+
+static void unwatch(quorum_watch *w)
+{
+  cn_nskey_wipe(&w->key);
+  free(w->job_dir);
+  free(w->status);
+  free(w);
+}
+
+/* Asks for the records again and rewrites status when what they say has changed. */
+static void check_watches(cn_compute *c)
+{
+  for (quorum_watch *w = c->watches; w && !c->stopping; w = w->next) {
+    char report[8192], id[65], oid[65], *text;
+    int verified = compute_quorum(c->node, c->store, w->key.pk, w->job_id, w->output_id, w->quorum, report,
+                                  sizeof report);
+    if (verified < 0)
+      continue;
+    cn_hex(w->job_id, 32, id);
+    cn_hex(w->output_id, 32, oid);
+    if (asprintf(&text, "done %s\noutput %s\n%s", id, oid, report) < 0)
+      abort();
+    if (!w->status || strcmp(w->status, text)) {
+      edit e = {.job_dir = w->job_dir, .state = text};
+      if (cn_mount_edit(w->key.pk, w->job_dir, status_fn, &e) == 0) {
+        free(w->status);
+        w->status = text;
+        text = NULL;
+      }
+    }
+    free(text);
+  }
+}
+
 static void run_namespace(cn_compute *c, const cn_nskey *key, uint64_t seq)
 {
   char id[CN_NSID_LEN + 1];
@@ -78,6 +152,8 @@ static void run_namespace(cn_compute *c, const cn_nskey *key, uint64_t seq)
       cn_log("job %s:%s: %s", id, dirs[i], cn_err());
       continue;
     }
+    if (j->up_to_date && j->spec.quorum >= 2 && j->has_stored_output)
+      watch(c, key, j, j->stored_output);
     if (j->up_to_date)
       compute_job_free(j);
     else
@@ -100,12 +176,22 @@ static void run_namespace(cn_compute *c, const cn_nskey *key, uint64_t seq)
       break;
     cn_job_outcome o;
     compute_job_outcome(j, &o);
+    if (j->ok && j->spec.quorum >= 2) {
+      char report[8192];
+      compute_quorum(c->node, c->store, key->pk, j->job_id, j->output_id, j->spec.quorum, report, sizeof report);
+      j->quorum_report = strdup(report);
+    }
     if (o.ok)
       cn_log("job %s:%s: done %s in %.2f s", id, j->job_dir, o.job_id, o.run_seconds);
     else
       cn_log("job %s:%s: failed: %s", id, j->job_dir, o.reason);
-    if (cn_mount_edit(key->pk, j->job_dir, publish_fn, &e) < 0)
+    if (cn_mount_edit(key->pk, j->job_dir, publish_fn, &e) < 0) {
       cn_log("job %s:%s: cannot write its results: %s", id, j->job_dir, cn_err());
+    } else if (j->ok) {
+      compute_record_publish(c->store, c->node, j->job_id, j->output_id);
+      if (j->spec.quorum >= 2)
+        watch(c, key, j, j->output_id);
+    }
   }
   for (size_t i = 0; i < n_stale; i++) {
     if (stale[i]->log_fd > 0)
@@ -125,7 +211,14 @@ static void *scheduler(void *arg)
   pthread_mutex_lock(&c->lock);
   while (!c->stopping) {
     if (!c->pending) {
-      pthread_cond_wait(&c->wake, &c->lock);
+      struct timespec until;
+      clock_gettime(CLOCK_REALTIME, &until);
+      until.tv_sec += QUORUM_EVERY_S;
+      if (pthread_cond_timedwait(&c->wake, &c->lock, &until) == ETIMEDOUT && c->watches && c->node) {
+        pthread_mutex_unlock(&c->lock);
+        check_watches(c); /* the list only grows from this thread */
+        pthread_mutex_lock(&c->lock);
+      }
       continue;
     }
     sched_item *it = c->pending;
@@ -140,10 +233,11 @@ static void *scheduler(void *arg)
   return NULL;
 }
 
-static void started(void *ctx, cn_store *store)
+static void started(void *ctx, cn_store *store, cn_node *node)
 {
   cn_compute *c = ctx;
   c->store = store;
+  c->node = node;
   c->stopping = 0;
   c->cancel = 0;
   if (pthread_create(&c->thread, NULL, scheduler, c) == 0)
@@ -165,6 +259,11 @@ void compute_scheduler_stop(cn_compute *c)
     sched_item *it = c->pending;
     c->pending = it->next;
     free(it);
+  }
+  while (c->watches) {
+    quorum_watch *w = c->watches;
+    c->watches = w->next;
+    unwatch(w);
   }
 }
 

@@ -86,6 +86,11 @@ int cn_verify(const uint8_t pk[CN_PK_BYTES], const void *msg, size_t len, const 
  * string: "3:seqi<seq>e1:v<len>:<value>". Returns the length (out holds ≤ 1100 bytes). */
 #define CN_ROOT_VALUE_MAX 990
 size_t cn_root_signing_bytes(uint64_t seq, const uint8_t *value, size_t len, uint8_t *out);
+/* The same for an item salted with salt (≤ 64 bytes): "4:salt<n>:<salt>" first. out
+ * holds ≤ 1200 bytes for values up to CN_ITEM_VALUE_MAX. */
+#define CN_ITEM_VALUE_MAX 990
+size_t cn_item_signing_bytes(const uint8_t *salt, size_t salt_len, uint64_t seq, const uint8_t *value,
+                             size_t len, uint8_t *out);
 
 /* ---- capability strings ---- */
 enum cn_cap_kind {

@@ -21,6 +21,14 @@ int cn_verify(const uint8_t pk[CN_PK_BYTES], const void *msg, size_t len, const 
   return 0;
 }
 
+size_t cn_item_signing_bytes(const uint8_t *salt, size_t salt_len, uint64_t seq, const uint8_t *value,
+                             size_t len, uint8_t *out)
+{
+  int n = snprintf((char *)out, 16, "4:salt%zu:", salt_len);
+  memcpy(out + n, salt, salt_len);
+  return (size_t)n + salt_len + cn_root_signing_bytes(seq, value, len, out + n + salt_len);
+}
+
 size_t cn_root_signing_bytes(uint64_t seq, const uint8_t *value, size_t len, uint8_t *out)
 {
   int n = snprintf((char *)out, 64, "3:seqi%" PRIu64 "e1:v%zu:", seq, len);

@@ -128,7 +128,21 @@ int cn_config_set_listen(cn_store *s, const char *hostport);
 int cn_hosted_add(cn_store *s, const uint8_t pk[CN_PK_BYTES]);
 int cn_hosted_has(cn_store *s, const uint8_t pk[CN_PK_BYTES]);
 
+/* Signed items: small records a node publishes under its own key as BEP 44 items salted
+ * with a name (job results, docs/FORMAT.md §15.5). item_add keeps one in items/ (a
+ * running node puts it within 30 s, or at once after cn_node_publish_items) with a seq
+ * above the last one for that salt. */
+#define CN_ITEM_SALT_MAX 64
+int cn_store_item_add(cn_store *s, const uint8_t *salt, size_t salt_len, const uint8_t *value, size_t len);
+typedef int (*cn_item_fn)(const uint8_t *salt, size_t salt_len, uint64_t seq, const uint8_t *value,
+                          size_t len, void *ctx);
+int cn_store_items_foreach(cn_store *s, cn_item_fn fn, void *ctx);
+
 typedef struct cn_node cn_node;
+
+/* What a node calls itself in its BitTorrent extension handshake: this, then its key in
+ * hex, so peers learn each other's keys (to look up their signed items). */
+#define CN_NODE_CLIENT_PREFIX "cairn-node/"
 
 /* How a node treats a namespace. */
 enum cn_follow {
@@ -161,6 +175,17 @@ typedef struct {
 int cn_node_status(cn_node *n, const uint8_t pk[CN_PK_BYTES], cn_ns_status *st);
 /* One line per known peer: "host:port state" into fn. */
 int cn_node_peers(cn_node *n, int (*fn)(const char *line, void *ctx), void *ctx);
+
+/* The node's own key (its identity: cn_store_node_seed). */
+void cn_node_key(cn_node *n, uint8_t pk[CN_PK_BYTES]);
+/* Puts this node's items (items/) into the DHT now. */
+void cn_node_publish_items(cn_node *n);
+/* The signed item under pk and salt from the DHT, waiting at most wait_ms for an answer:
+ * 0 with value (≤ CN_ITEM_VALUE_MAX bytes), or -ENOENT. Signatures are checked. */
+int cn_node_item_get(cn_node *n, const uint8_t pk[CN_PK_BYTES], const uint8_t *salt, size_t salt_len,
+                     int wait_ms, uint8_t *value, size_t *len);
+/* Keys of the nodes connected to this one in a namespace's packs (at most max). */
+size_t cn_node_peer_keys(cn_node *n, const uint8_t nspk[CN_PK_BYTES], uint8_t (*keys)[CN_PK_BYTES], size_t max);
 
 /* Talks to the node serving this home (run/node.sock): sends one request line and calls
  * fn for each reply line. -ECONNREFUSED / -ENOENT when no node runs. */

@@ -108,6 +108,8 @@ void cn_lt::handle(lt::alert *a) {
     if (m->item.type() != lt::entry::string_t) return;
     std::string v = m->item.string();
     ev.kind = CN_LT_ITEM;
+    ev.salt = reinterpret_cast<const uint8_t *>(m->salt.data());
+    ev.salt_len = m->salt.size();
     memcpy(ev.pk, m->key.data(), 32);
     memcpy(ev.sig, m->signature.data(), 64);
     ev.seq = static_cast<uint64_t>(m->seq);
@@ -217,7 +219,7 @@ void cn_lt::run() {
   }
 }
 
-extern "C" cn_lt *cn_lt_start(const char *listen, const char *node_tag, cn_lt_event_fn fn,
+extern "C" cn_lt *cn_lt_start(const char *listen, const char *node_tag, const char *client, cn_lt_event_fn fn,
                               void *ctx, char *err, size_t err_len) {
   try {
     lt::settings_pack sp;
@@ -225,6 +227,7 @@ extern "C" cn_lt *cn_lt_start(const char *listen, const char *node_tag, cn_lt_ev
     sp.set_str(lt::settings_pack::dht_bootstrap_nodes, "");
     std::string fp = std::string("-CN0001-") + node_tag;
     sp.set_str(lt::settings_pack::peer_fingerprint, fp);
+    sp.set_str(lt::settings_pack::handshake_client_version, client);
     sp.set_bool(lt::settings_pack::enable_dht, true);
     sp.set_bool(lt::settings_pack::enable_lsd, false);
     sp.set_bool(lt::settings_pack::enable_upnp, false);
@@ -312,8 +315,8 @@ extern "C" void cn_lt_dht_add_node(cn_lt *l, const char *host, int port) {
   l->ses->add_dht_node({host, port});
 }
 
-extern "C" void cn_lt_dht_put(cn_lt *l, const uint8_t pk[32], uint64_t seq, const uint8_t sig[64],
-                              const uint8_t *value, size_t len) {
+extern "C" void cn_lt_dht_put(cn_lt *l, const uint8_t pk[32], const uint8_t *salt, size_t salt_len,
+                              uint64_t seq, const uint8_t sig[64], const uint8_t *value, size_t len) {
   std::array<char, 32> key;
   memcpy(key.data(), pk, 32);
   std::string v(reinterpret_cast<const char *>(value), len);
@@ -327,13 +330,13 @@ extern "C" void cn_lt_dht_put(cn_lt *l, const uint8_t pk[32], uint64_t seq, cons
     e = v;
     sig = s;
     seqo = sq;
-  });
+  }, std::string(reinterpret_cast<const char *>(salt), salt_len));
 }
 
-extern "C" void cn_lt_dht_get(cn_lt *l, const uint8_t pk[32]) {
+extern "C" void cn_lt_dht_get(cn_lt *l, const uint8_t pk[32], const uint8_t *salt, size_t salt_len) {
   std::array<char, 32> key;
   memcpy(key.data(), pk, 32);
-  l->ses->dht_get_item(key);
+  l->ses->dht_get_item(key, std::string(reinterpret_cast<const char *>(salt), salt_len));
 }
 
 extern "C" void cn_lt_dht_announce(cn_lt *l, const uint8_t ih[32], int port) {
@@ -610,7 +613,7 @@ extern "C" int cn_lt_torrent_peers(cn_lt *l, const uint8_t ih[32], cn_lt_peer_fn
     for (char &c : tag)
       if (c < 0x21 || c > 0x7e) c = '?';
     std::string ep = endpoint_str(p.ip);
-    int rc = fn(tag.c_str(), ep.c_str(), (p.flags & lt::peer_info::seed) ? 1 : 0, ctx);
+    int rc = fn(tag.c_str(), ep.c_str(), (p.flags & lt::peer_info::seed) ? 1 : 0, p.client.c_str(), ctx);
     if (rc) return rc;
   }
   return 0;

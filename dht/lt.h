@@ -20,7 +20,7 @@ extern "C" {
 typedef struct cn_lt cn_lt;
 
 enum cn_lt_event_kind {
-  CN_LT_ITEM,          /* BEP 44 mutable item received: pk, seq, sig, value, authoritative */
+  CN_LT_ITEM,          /* BEP 44 mutable item received: pk, salt, seq, sig, value, authoritative */
   CN_LT_PUT_DONE,      /* mutable put finished: pk, seq, count = nodes that stored it */
   CN_LT_PEERS,         /* get_peers replies: ih, count endpoints in `peers` */
   CN_LT_METADATA,      /* magnet metadata arrived: ih, torrent bytes in value */
@@ -41,6 +41,8 @@ typedef struct {
   int count;
   const uint8_t *value;
   size_t value_len;
+  const uint8_t *salt; /* CN_LT_ITEM: empty for namespace roots */
+  size_t salt_len;
   const char *peer;    /* "ip:port" */
   const char *const *peers;
   const char *message;
@@ -50,19 +52,21 @@ typedef void (*cn_lt_event_fn)(const cn_lt_event *ev, void *ctx);
 
 /* Starts a session listening on "IP:PORT" (port 0 = any) with settings that work on a
  * small private network (see ../shared/LIBTORRENT-NOTES.md). node_tag (12 characters)
- * ends the BitTorrent peer ID so other nodes can tell this node apart across restarts.
+ * ends the BitTorrent peer ID so other nodes can tell this node apart across restarts;
+ * client (the extension handshake's "v") carries the node's whole key to its peers.
  * Returns NULL with a message in err. */
-cn_lt *cn_lt_start(const char *listen, const char *node_tag, cn_lt_event_fn fn, void *ctx,
-                   char *err, size_t err_len);
+cn_lt *cn_lt_start(const char *listen, const char *node_tag, const char *client, cn_lt_event_fn fn,
+                   void *ctx, char *err, size_t err_len);
 void cn_lt_stop(cn_lt *lt);
 /* The TCP port actually listened on, or 0 before the socket is up. */
 int cn_lt_listen_port(cn_lt *lt);
 
 /* DHT. */
 void cn_lt_dht_add_node(cn_lt *lt, const char *host, int port);
-void cn_lt_dht_put(cn_lt *lt, const uint8_t pk[32], uint64_t seq, const uint8_t sig[64],
-                   const uint8_t *value, size_t len);
-void cn_lt_dht_get(cn_lt *lt, const uint8_t pk[32]);
+/* BEP 44 mutable items; salt may be empty (salt_len 0): namespace roots are unsalted. */
+void cn_lt_dht_put(cn_lt *lt, const uint8_t pk[32], const uint8_t *salt, size_t salt_len, uint64_t seq,
+                   const uint8_t sig[64], const uint8_t *value, size_t len);
+void cn_lt_dht_get(cn_lt *lt, const uint8_t pk[32], const uint8_t *salt, size_t salt_len);
 void cn_lt_dht_announce(cn_lt *lt, const uint8_t ih[32], int port);
 void cn_lt_dht_get_peers(cn_lt *lt, const uint8_t ih[32]);
 
@@ -113,7 +117,8 @@ typedef struct {
 int cn_lt_torrent_status(cn_lt *lt, const uint8_t ih[32], cn_lt_status *st);
 /* Connected peers of a torrent: tag = the last 12 characters of their peer ID, endpoint
  * "ip:port", seed = holds every piece. */
-typedef int (*cn_lt_peer_fn)(const char *tag, const char *endpoint, int seed, void *ctx);
+/* client: what the peer's handshake calls itself ("" when it said nothing) */
+typedef int (*cn_lt_peer_fn)(const char *tag, const char *endpoint, int seed, const char *client, void *ctx);
 int cn_lt_torrent_peers(cn_lt *lt, const uint8_t ih[32], cn_lt_peer_fn fn, void *ctx);
 
 #ifdef __cplusplus

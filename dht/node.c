@@ -57,6 +57,15 @@ typedef struct {
   int64_t next_resolve, next_publish;
 } follow;
 
+typedef struct {
+  uint8_t pk[CN_PK_BYTES];
+  uint8_t salt[CN_ITEM_SALT_MAX];
+  size_t salt_len;
+  uint64_t seq;
+  uint8_t value[CN_ITEM_VALUE_MAX];
+  size_t len;
+} signed_item;
+
 struct cn_node {
   cn_store *s;
   cn_lt *lt;
@@ -68,6 +77,10 @@ struct cn_node {
   follow *fol;
   size_t n_fol, cap_fol;
   uint64_t items_seen; /* bumped on every BEP 44 answer, for resolve waiters */
+  uint8_t node_seed[CN_SEED_BYTES], node_pk[CN_PK_BYTES];
+  signed_item *heard;  /* salted items other nodes published, newest seq per (key, salt) */
+  size_t n_heard, cap_heard;
+  int64_t next_items;  /* when this node's own items are put again */
   uint64_t hash_failures, bans;
   int64_t next_connect, next_sweep;
   int stop;
@@ -414,6 +427,128 @@ static int fetch(const uint8_t id[CN_ID_BYTES], int how, void *ctx)
   return rc;
 }
 
+/* ---- signed items ---- */
+
+static void hear_item(cn_node *n, const cn_lt_event *ev)
+{
+  pthread_mutex_lock(&n->mu);
+  signed_item *it = NULL;
+  for (size_t i = 0; i < n->n_heard && !it; i++)
+    if (!memcmp(n->heard[i].pk, ev->pk, CN_PK_BYTES) && n->heard[i].salt_len == ev->salt_len &&
+        !memcmp(n->heard[i].salt, ev->salt, ev->salt_len))
+      it = &n->heard[i];
+  if (!it) {
+    if (n->n_heard == n->cap_heard) {
+      n->cap_heard = n->cap_heard ? 2 * n->cap_heard : 16;
+      n->heard = realloc(n->heard, n->cap_heard * sizeof *n->heard);
+    }
+    it = &n->heard[n->n_heard++];
+    memset(it, 0, sizeof *it);
+    memcpy(it->pk, ev->pk, CN_PK_BYTES);
+    memcpy(it->salt, ev->salt, ev->salt_len);
+    it->salt_len = ev->salt_len;
+  }
+  if (ev->seq >= it->seq) {
+    it->seq = ev->seq;
+    memcpy(it->value, ev->value, ev->value_len);
+    it->len = ev->value_len;
+  }
+  n->items_seen++;
+  pthread_cond_broadcast(&n->cv);
+  pthread_mutex_unlock(&n->mu);
+}
+
+static int put_own_item(const uint8_t *salt, size_t salt_len, uint64_t seq, const uint8_t *value, size_t len,
+                        void *ctx)
+{
+  cn_node *n = ctx;
+  uint8_t msg[1300], sig[CN_SIG_BYTES];
+  size_t m = cn_item_signing_bytes(salt, salt_len, seq, value, len, msg);
+  cn_sign(n->node_seed, msg, m, sig);
+  cn_lt_dht_put(n->lt, n->node_pk, salt, salt_len, seq, sig, value, len);
+  return 0;
+}
+
+int cn_node_item_get(cn_node *n, const uint8_t pk[CN_PK_BYTES], const uint8_t *salt, size_t salt_len,
+                     int wait_ms, uint8_t *value, size_t *len)
+{
+  if (salt_len > CN_ITEM_SALT_MAX)
+    return cn_fail(EINVAL, "salt longer than %d bytes", CN_ITEM_SALT_MAX);
+  int64_t until = now_ms() + wait_ms, next_ask = 0;
+  pthread_mutex_lock(&n->mu);
+  for (;;) {
+    for (size_t i = 0; i < n->n_heard; i++) {
+      signed_item *it = &n->heard[i];
+      if (!memcmp(it->pk, pk, CN_PK_BYTES) && it->salt_len == salt_len && !memcmp(it->salt, salt, salt_len)) {
+        memcpy(value, it->value, it->len);
+        *len = it->len;
+        pthread_mutex_unlock(&n->mu);
+        return 0;
+      }
+    }
+    int64_t t = now_ms();
+    if (t >= until || n->stop)
+      break;
+    if (t >= next_ask) {
+      cn_lt_dht_get(n->lt, pk, salt, salt_len);
+      next_ask = t + 500;
+    }
+    struct timespec ts;
+    deadline_in(&ts, (int)(until - t < 100 ? until - t : 100));
+    pthread_cond_timedwait(&n->cv, &n->mu, &ts);
+  }
+  pthread_mutex_unlock(&n->mu);
+  return cn_fail(ENOENT, "no peer has that item");
+}
+
+typedef struct {
+  uint8_t (*keys)[CN_PK_BYTES];
+  size_t max, n;
+} key_list;
+
+static int note_peer_key(const char *tag, const char *endpoint, int seed, const char *client, void *ctx)
+{
+  key_list *l = ctx;
+  uint8_t pk[CN_PK_BYTES];
+  if (strncmp(client, CN_NODE_CLIENT_PREFIX, strlen(CN_NODE_CLIENT_PREFIX)) ||
+      cn_unhex(client + strlen(CN_NODE_CLIENT_PREFIX), pk, CN_PK_BYTES) < 0)
+    return 0;
+  for (size_t i = 0; i < l->n; i++)
+    if (!memcmp(l->keys[i], pk, CN_PK_BYTES))
+      return 0;
+  if (l->n < l->max)
+    memcpy(l->keys[l->n++], pk, CN_PK_BYTES);
+  return 0;
+}
+
+size_t cn_node_peer_keys(cn_node *n, const uint8_t nspk[CN_PK_BYTES], uint8_t (*keys)[CN_PK_BYTES], size_t max)
+{
+  key_list l = {keys, max, 0};
+  cn_root root;
+  cn_root_value rv;
+  if (cn_store_root_get(n->s, nspk, &root) < 0 || cn_root_value_parse(root.value, root.value_len, &rv) < 0)
+    return 0;
+  pthread_mutex_lock(&n->mu);
+  for (size_t i = 0; i < rv.n_packs; i++)
+    if (find_pack(n, rv.packs[i]))
+      cn_lt_torrent_peers(n->lt, rv.packs[i], note_peer_key, &l);
+  pthread_mutex_unlock(&n->mu);
+  return l.n;
+}
+
+void cn_node_key(cn_node *n, uint8_t pk[CN_PK_BYTES])
+{
+  memcpy(pk, n->node_pk, CN_PK_BYTES);
+}
+
+void cn_node_publish_items(cn_node *n)
+{
+  pthread_mutex_lock(&n->mu);
+  n->next_items = 0;
+  pthread_cond_broadcast(&n->cv);
+  pthread_mutex_unlock(&n->mu);
+}
+
 /* ---- alerts ---- */
 
 static void on_event(const cn_lt_event *ev, void *ctx)
@@ -422,6 +557,11 @@ static void on_event(const cn_lt_event *ev, void *ctx)
   char hex[CN_HEX_ID_LEN + 1];
   switch (ev->kind) {
   case CN_LT_ITEM: {
+    if (ev->salt_len) { /* a signed item (libtorrent checked its signature) */
+      if (ev->salt_len <= CN_ITEM_SALT_MAX && ev->value_len <= CN_ITEM_VALUE_MAX)
+        hear_item(n, ev);
+      break;
+    }
     cn_root root = {.seq = ev->seq, .value_len = ev->value_len};
     cn_root_value rv;
     if (ev->value_len <= CN_ROOT_VALUE_MAX && cn_root_value_parse(ev->value, ev->value_len, &rv) == 0) {
@@ -496,7 +636,7 @@ static void publish(cn_node *n, const uint8_t pk[CN_PK_BYTES])
 {
   cn_root root;
   if (cn_store_root_get(n->s, pk, &root) == 0)
-    cn_lt_dht_put(n->lt, pk, root.seq, root.sig, root.value, root.value_len);
+    cn_lt_dht_put(n->lt, pk, NULL, 0, root.seq, root.sig, root.value, root.value_len);
 }
 
 static int connect_one(const char *host, int port, void *ctx)
@@ -523,7 +663,7 @@ static void handle_follow(cn_node *n, follow *f, int64_t t)
     }
   }
   if (t >= f->next_resolve) {
-    cn_lt_dht_get(n->lt, f->pk);
+    cn_lt_dht_get(n->lt, f->pk, NULL, 0);
     f->next_resolve = t + RESOLVE_EVERY_MS;
   }
   if (t >= f->next_publish) {
@@ -547,6 +687,10 @@ static void *maintain(void *arg)
           cn_log("pack: %s", cn_err());
         p->meta_ready = 0;
       }
+    }
+    if (t >= n->next_items) {
+      cn_store_items_foreach(n->s, put_own_item, n);
+      n->next_items = t + PUBLISH_EVERY_MS;
     }
     if (t >= n->next_sweep) {
       for (size_t i = 0; i < n->n_packs; i++)
@@ -614,7 +758,7 @@ int cn_node_resolve(cn_node *n, const uint8_t pk[CN_PK_BYTES], int wait_ms)
     int64_t left = until - now_ms();
     if (left <= 0)
       return cn_fail(ETIMEDOUT, "no peer offered a root for this namespace");
-    cn_lt_dht_get(n->lt, pk);
+    cn_lt_dht_get(n->lt, pk, NULL, 0);
     struct timespec ts;
     deadline_in(&ts, left < 500 ? (int)left : 500);
     pthread_mutex_lock(&n->mu);
@@ -633,7 +777,7 @@ typedef struct {
   size_t n;
 } seed_tally;
 
-static int tally_peer(const char *tag, const char *endpoint, int seed, void *ctx)
+static int tally_peer(const char *tag, const char *endpoint, int seed, const char *client, void *ctx)
 {
   seed_tally *t = ctx;
   if (!seed)
@@ -698,7 +842,7 @@ typedef struct {
   int connected;
 } peer_probe;
 
-static int probe_peer(const char *tag, const char *endpoint, int seed, void *ctx)
+static int probe_peer(const char *tag, const char *endpoint, int seed, const char *client, void *ctx)
 {
   (void)tag;
   (void)seed;
@@ -776,6 +920,9 @@ static void serve_request(cn_node *n, int fd, char *req)
               st.progress, st.error[0] ? " error " : "", st.error);
     }
     pthread_mutex_unlock(&n->mu);
+  } else if (!strcmp(req, "publish")) {
+    cn_node_publish_items(n); /* the CLI added an item to items/ */
+    dprintf(fd, "ok\n");
   } else if (!strcmp(req, "port")) {
     dprintf(fd, "%d\n", cn_node_port(n));
   } else {
@@ -862,10 +1009,13 @@ int cn_node_start(cn_store *s, const char *listen_on, cn_node **out)
   cn_nskey_from_seed(&k, seed);
   char hex[2 * CN_PK_BYTES + 1];
   cn_hex(k.pk, CN_PK_BYTES, hex);
+  memcpy(n->node_seed, seed, CN_SEED_BYTES);
+  memcpy(n->node_pk, k.pk, CN_PK_BYTES);
   cn_nskey_wipe(&k);
   snprintf(n->tag, sizeof n->tag, "%.12s", hex);
-  char err[256] = "";
-  n->lt = cn_lt_start(listen_on, n->tag, on_event, n, err, sizeof err);
+  char err[256] = "", client[128];
+  snprintf(client, sizeof client, "%s%s", CN_NODE_CLIENT_PREFIX, hex);
+  n->lt = cn_lt_start(listen_on, n->tag, client, on_event, n, err, sizeof err);
   if (!n->lt) {
     free(n);
     return cn_fail(EADDRNOTAVAIL, "cannot start the peer session on %s: %s", listen_on, err);
@@ -939,6 +1089,7 @@ void cn_node_stop(cn_node *n)
   }
   free(n->packs);
   free(n->fol);
+  free(n->heard);
   pthread_cond_destroy(&n->cv);
   pthread_mutex_destroy(&n->mu);
   free(n);

@@ -9,7 +9,9 @@
  */
 #include "dht/internal.h"
 #include "dht/lt.h"
+#include <dirent.h>
 #include <errno.h>
+#include <time.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -382,4 +384,68 @@ int cn_hosted_has(cn_store *s, const uint8_t pk[CN_PK_BYTES])
     found = !strcmp(line, id);
   free(text);
   return found;
+}
+
+/* ---- signed items this node publishes (items/<salt hex>: u64 seq ‖ value) ---- */
+
+int cn_store_item_add(cn_store *s, const uint8_t *salt, size_t salt_len, const uint8_t *value, size_t len)
+{
+  if (salt_len == 0 || salt_len > CN_ITEM_SALT_MAX || len > CN_ITEM_VALUE_MAX)
+    return cn_fail(EINVAL, "an item has a salt of 1 to %d bytes and at most %d bytes of value",
+                   CN_ITEM_SALT_MAX, CN_ITEM_VALUE_MAX);
+  mkdirat(s->home_fd, "items", 0700);
+  char hex[2 * CN_ITEM_SALT_MAX + 1], name[2 * CN_ITEM_SALT_MAX + 16];
+  cn_hex(salt, salt_len, hex);
+  snprintf(name, sizeof name, "items/%s", hex);
+  /* seq: milliseconds since the epoch, and always above the last one for this salt, so a
+   * changed record replaces the old one everywhere */
+  uint8_t buf[8 + CN_ITEM_VALUE_MAX];
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  uint64_t seq = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000, old = 0;
+  int fd = openat(s->home_fd, name, O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    if (read(fd, buf, 8) == 8)
+      for (int i = 0; i < 8; i++)
+        old = old << 8 | buf[i];
+    close(fd);
+  }
+  if (seq <= old)
+    seq = old + 1;
+  for (int i = 0; i < 8; i++)
+    buf[i] = (uint8_t)(seq >> (56 - 8 * i));
+  memcpy(buf + 8, value, len);
+  int rc = store_write_file_atomic(s->home_fd, name, buf, 8 + len, 0600);
+  return rc < 0 ? cn_fail(-rc, "cannot write %s: %s", name, strerror(-rc)) : 0;
+}
+
+int cn_store_items_foreach(cn_store *s, cn_item_fn fn, void *ctx)
+{
+  int dfd = openat(s->home_fd, "items", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0)
+    return errno == ENOENT ? 0 : cn_fail(errno, "cannot list items: %s", strerror(errno));
+  DIR *d = fdopendir(dfd);
+  struct dirent *de;
+  int rc = 0;
+  while (!rc && d && (de = readdir(d))) {
+    uint8_t salt[CN_ITEM_SALT_MAX], buf[8 + CN_ITEM_VALUE_MAX];
+    size_t hexlen = strlen(de->d_name);
+    if (hexlen == 0 || hexlen % 2 || hexlen > 2 * CN_ITEM_SALT_MAX ||
+        cn_unhex(de->d_name, salt, hexlen / 2) < 0)
+      continue;
+    int fd = openat(dfd, de->d_name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+      continue;
+    ssize_t n = read(fd, buf, sizeof buf);
+    close(fd);
+    if (n < 8)
+      continue;
+    uint64_t seq = 0;
+    for (int i = 0; i < 8; i++)
+      seq = seq << 8 | buf[i];
+    rc = fn(salt, hexlen / 2, seq, buf + 8, (size_t)n - 8, ctx);
+  }
+  if (d)
+    closedir(d);
+  return rc;
 }

@@ -96,8 +96,9 @@ int cn_cap_check(cn_store *s, const cn_cap *cap, cn_check_report *report);
  * Each may be NULL. */
 typedef struct {
   void *ctx;
-  /* The mount is live and serves from store (valid until stopping returns). */
-  void (*started)(void *ctx, cn_store *store);
+  /* The mount is live and serves from store, with node (NULL offline) as its peer
+   * network; both stay valid until stopping returns. */
+  void (*started)(void *ctx, cn_store *store, cn_node *node);
   /* A writable namespace has a new commit. Called with the mount's lock held: note it
    * and return; act from another thread. */
   void (*committed)(void *ctx, const cn_nskey *key, uint64_t seq);

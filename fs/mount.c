@@ -2124,7 +2124,7 @@ int cn_mount(const char *home, const cn_mount_opts *opts)
   if (rc == 0) {
     attach_keyring();
     if (M.hooks.started)
-      M.hooks.started(M.hooks.ctx, M.store);
+      M.hooks.started(M.hooks.ctx, M.store, M.node);
     /* what was committed before this mount started counts as new to the hooks */
     pthread_mutex_lock(&M.lock);
     for (mount_ns *m = M.namespaces; m && M.hooks.committed; m = m->next)

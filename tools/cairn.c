@@ -1751,6 +1751,39 @@ static int job_ls(int argc, char **argv)
   return code;
 }
 
+static int job_verify(int argc, char **argv)
+{
+  if (argc != 2)
+    return usage_error("expected NS:compute/NAME");
+  cn_store *s;
+  cn_ns *ns;
+  char dir[4096];
+  int code = open_store(&s);
+  if (code)
+    return code;
+  if ((code = open_job(argv[1], s, 0, &ns, dir, sizeof dir))) {
+    cn_store_close(s);
+    return code;
+  }
+  cn_compute *c;
+  cn_job_outcome o;
+  int rc = cn_compute_open(home, s, &c);
+  if (!rc)
+    rc = cn_job_verify(c, ns, dir, &o);
+  cn_compute_close(c);
+  cn_ns_close(ns);
+  cn_store_close(s);
+  if (rc < 0)
+    return fail(EXIT_FAIL, "%s: %s", dir, cn_err());
+  if (!o.output_id[0])
+    return fail(EXIT_FAIL, "%s: the job failed here: %s", dir, o.reason);
+  if (!o.ok)
+    return fail(EXIT_FAIL, "%s: MISMATCH: this node computed output %s, the status says %s", dir, o.output_id,
+                o.stored_output);
+  printf("%s: verified: output %s (job %s, ran in %.3f s)\n", dir, o.output_id, o.job_id, o.run_seconds);
+  return EXIT_OK;
+}
+
 static int cmd_job(int argc, char **argv)
 {
   if (argc < 2)
@@ -1766,7 +1799,9 @@ static int cmd_job(int argc, char **argv)
     return job_show(argc - 1, argv + 1, "status");
   if (!strcmp(sub, "log"))
     return job_show(argc - 1, argv + 1, "log");
-  return usage_error("expected new, run, ls, status or log");
+  if (!strcmp(sub, "verify"))
+    return job_verify(argc - 1, argv + 1);
+  return usage_error("expected new, run, ls, status, log or verify");
 }
 
 static const command commands[] = {
@@ -1794,13 +1829,15 @@ static const command commands[] = {
    "Wait until N other nodes (default 1) hold the latest commit of NS in full: exit 0, or\n"
    "exit 1 after S seconds (default 60) saying how many are missing.", cmd_sync},
   {"job", "new NS:compute/NAME --program PATH [--input PATH]... [--arg A]... [--quorum N] [--cpu S] [--memory MIB]\n"
-          "     | run NS:compute/NAME [--force] | ls NS | status NS:compute/NAME | log NS:compute/NAME",
+          "     | run NS:compute/NAME [--force] | ls NS | status|log|verify NS:compute/NAME",
    "Deterministic WebAssembly jobs (docs/COMPUTE.md). 'new' writes the spec\n"
    "/compute/NAME/job (a PATH the namespace lacks is taken from the local disk and stored\n"
    "in the job's directory first); 'run' runs it unless its job ID matches the stored\n"
    "result (--force runs it anyway) and writes status, log and out/; 'ls' lists jobs with\n"
-   "their status; 'status' and 'log' print those files. In a mount, jobs run by themselves\n"
-   "when their spec is written or an input changes.", cmd_job},
+   "their status; 'status' and 'log' print those files; 'verify' runs the job again here\n"
+   "(a read-cap is enough), compares its output with the status and publishes this node's\n"
+   "signed record (quorum). In a mount, jobs run by themselves when their spec is written\n"
+   "or an input changes.", cmd_job},
   {"umount", "MOUNTPOINT", "Unmount (the daemon commits what is pending, then exits).", cmd_umount},
   {"init", "[--listen HOST:PORT]",
    "Create the node's home ($CAIRN_HOME or --home): identity, keyring, store; --listen\n"
