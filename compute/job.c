@@ -479,9 +479,10 @@ static int job_status_line(cn_ns *ns, const char *job_dir, char *line, size_t ca
   line[n] = 0;
   char *text = strndup((const char *)data, len);
   char *out = strstr(text, "\noutput ");
-  if (out && strlen(out) >= 9 + 64) {
-    out[9 + 64] = 0;
-    *has_output = cn_unhex(out + 9, output, 32) == 0;
+  const size_t tag = strlen("\noutput ");
+  if (out && strlen(out) >= tag + 64) {
+    out[tag + 64] = 0;
+    *has_output = cn_unhex(out + tag, output, 32) == 0;
   }
   free(text);
   free(data);
