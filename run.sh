@@ -8,7 +8,8 @@ cd "$(dirname "$0")"
 top=$PWD
 
 BUILD_PACKAGES="build-essential autoconf automake pkg-config libsodium-dev liblz4-dev libssl-dev
-  liblmdb-dev libfuse3-dev fuse3 check python3 bc attr rsync libtorrent-rasterbar-dev"
+  liblmdb-dev libfuse3-dev fuse3 check python3 bc attr rsync libtorrent-rasterbar-dev
+  wabt clang lld wasi-libc libclang-rt-14-dev-wasm32"
 # the documentation corpus the integration tests store and fetch
 CORPUS_PACKAGES="python3.11-doc libboost1.74-doc postgresql-doc-15"
 
