@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -506,6 +507,53 @@ static unsigned previous_runs(cn_ns *ns, const char *job_dir)
   return runs;
 }
 
+static int add_size(const char *name, const cn_attr *attr, void *ctx)
+{
+  uint64_t *total = ctx;
+  *total += attr->type == CN_FILE ? attr->size : 0;
+  return 0;
+}
+
+/* Bytes of the files at and below path (the committed sizes). */
+static uint64_t tree_size(cn_ns *ns, const char *path)
+{
+  cn_attr a;
+  if (cn_ns_stat(ns, path, &a) < 0)
+    return 0;
+  if (a.type != CN_DIR)
+    return a.type == CN_FILE ? a.size : 0;
+  uint64_t total = 0;
+  listing l = {0};
+  if (cn_ns_list(ns, path, collect, &l) == 0)
+    for (size_t i = 0; i < l.n; i++) {
+      if (l.attrs[i].type == CN_DIR) {
+        char *child = path_join(path, l.names[i]);
+        total += tree_size(ns, child);
+        free(child);
+      } else {
+        add_size(l.names[i], &l.attrs[i], &total);
+      }
+    }
+  listing_free(&l);
+  return total;
+}
+
+/* Where a job's inputs and outputs are staged: in memory (/dev/shm) when they fit with
+ * room to spare, because creating and deleting thousands of small files costs more on a
+ * disk file system than the job itself; else under $CAIRN_HOME/tmp. */
+static void work_dir_template(cn_compute *c, cn_ns *ns, const cn_job_spec *spec, char *out, size_t cap)
+{
+  uint64_t need = 64u << 20;
+  for (size_t i = 0; i < spec->n_inputs; i++)
+    need += 2 * tree_size(ns, spec->inputs[i]);
+  struct statvfs vfs;
+  if (statvfs("/dev/shm", &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize / 4 > need &&
+      access("/dev/shm", W_OK) == 0)
+    snprintf(out, cap, "/dev/shm/cairn-job-XXXXXX");
+  else
+    snprintf(out, cap, "%s/tmp/job-XXXXXX", c->home);
+}
+
 int compute_job_prepare(cn_compute *c, cn_ns *ns, const char *job_dir, int force, compute_job **out)
 {
   *out = NULL;
@@ -524,9 +572,10 @@ int compute_job_prepare(cn_compute *c, cn_ns *ns, const char *job_dir, int force
   }
   rc = cn_job_spec_parse((const char *)text, len, &j->spec);
   free(text);
-  snprintf(j->work, sizeof j->work, "%s/tmp/job-XXXXXX", c->home);
+  if (!rc)
+    work_dir_template(c, ns, &j->spec, j->work, sizeof j->work);
   if (!rc && !mkdtemp(j->work)) {
-    rc = cn_fail(errno, "cannot make a job directory under %s/tmp: %s", c->home, strerror(errno));
+    rc = cn_fail(errno, "cannot make a job directory %s: %s", j->work, strerror(errno));
     j->work[0] = 0;
   }
   if (rc < 0) {
@@ -574,6 +623,8 @@ int compute_job_prepare(cn_compute *c, cn_ns *ns, const char *job_dir, int force
   cn_sha256(j->wasm, j->wasm_len, j->module_id);
 
   /* inputs: content tree IDs, from the cache when the stored tree has not changed */
+  struct timespec staged_from;
+  clock_gettime(CLOCK_MONOTONIC, &staged_from);
   char in_root[4200];
   snprintf(in_root, sizeof in_root, "%s/in", j->work);
   mkdir(in_root, 0755);
@@ -617,6 +668,9 @@ int compute_job_prepare(cn_compute *c, cn_ns *ns, const char *job_dir, int force
   }
 #undef ADD_U32
   cn_sha256_end(h, j->job_id);
+  struct timespec staged_to;
+  clock_gettime(CLOCK_MONOTONIC, &staged_to);
+  j->stage_seconds = (double)(staged_to.tv_sec - staged_from.tv_sec) + (staged_to.tv_nsec - staged_from.tv_nsec) / 1e9;
   if (j->prepare_failed) {
     *out = j;
     return 0;
@@ -677,7 +731,13 @@ int compute_job_execute(compute_job *j, cn_ns *ns, volatile int *cancel)
   j->runs = j->previous_runs + 1;
   log_line(j->log_fd, "cairn: run %u of job %s\ncairn: module %s\n", j->runs, id, mod);
   j->executed = 1;
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
   int rc = materialize_missing(j, ns);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  j->stage_seconds += (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+  if (!rc)
+    log_line(j->log_fd, "cairn: inputs copied out and hashed in %.2f s\n", j->stage_seconds);
   if (rc < 0) {
     snprintf(j->reason, sizeof j->reason, "cannot copy the inputs: %s", cn_err());
     log_line(j->log_fd, "cairn: failed: %s\n", j->reason);

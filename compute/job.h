@@ -49,7 +49,7 @@ typedef struct {
   unsigned previous_runs, runs;
   int executed, ok, built;
   int log_fd;
-  double run_seconds, build_seconds;
+  double run_seconds, build_seconds, stage_seconds;
   char reason[256];
   int has_stored_output;     /* status names an output (line "output <hex>") */
   uint8_t stored_output[32];
