@@ -91,11 +91,13 @@ static void watch(cn_compute *c, const cn_nskey *key, const compute_job *j, cons
     w->next = c->watches;
     c->watches = w;
   }
-  memcpy(w->job_id, j->job_id, 32);
-  memcpy(w->output_id, output_id, 32);
-  w->quorum = j->spec.quorum;
-  free(w->status);
-  w->status = NULL;
+  if (memcmp(w->job_id, j->job_id, 32) || memcmp(w->output_id, output_id, 32) || w->quorum != j->spec.quorum) {
+    memcpy(w->job_id, j->job_id, 32);
+    memcpy(w->output_id, output_id, 32);
+    w->quorum = j->spec.quorum;
+    free(w->status); /* a new result: its status is written afresh */
+    w->status = NULL;
+  }
   pthread_mutex_unlock(&c->lock);
 }
 
@@ -209,16 +211,21 @@ static void *scheduler(void *arg)
 {
   cn_compute *c = arg;
   pthread_mutex_lock(&c->lock);
+  time_t next_check = time(NULL) + QUORUM_EVERY_S;
   while (!c->stopping) {
-    if (!c->pending) {
-      struct timespec until;
-      clock_gettime(CLOCK_REALTIME, &until);
-      until.tv_sec += QUORUM_EVERY_S;
-      if (pthread_cond_timedwait(&c->wake, &c->lock, &until) == ETIMEDOUT && c->watches && c->node) {
+    /* on a clock of its own: commits (ours included) must not starve the checks */
+    if (time(NULL) >= next_check) {
+      next_check = time(NULL) + QUORUM_EVERY_S;
+      if (c->watches && c->node) {
         pthread_mutex_unlock(&c->lock);
         check_watches(c); /* the list only grows from this thread */
         pthread_mutex_lock(&c->lock);
+        continue;
       }
+    }
+    if (!c->pending) {
+      struct timespec until = {next_check, 0};
+      pthread_cond_timedwait(&c->wake, &c->lock, &until);
       continue;
     }
     sched_item *it = c->pending;

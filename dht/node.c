@@ -14,6 +14,7 @@
 #include "dht/internal.h"
 #include "dht/lt.h"
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
@@ -31,6 +32,11 @@
 #define PUBLISH_EVERY_MS 30000
 #define CONNECT_EVERY_MS 5000
 #define TICK_MS 200
+/* Every node joins this torrent, which has no data and never gets any: being unfinished,
+ * it makes libtorrent connect to known peers even when every pack is complete on both
+ * sides (two seeds never connect), and each connection's handshake tells us the other
+ * node's key. That is how a node learns whose signed items (job results) to ask for. */
+#define HELLO_NAME "cairn-hello 1"
 #define SWEEP_EVERY_MS 1000
 
 typedef struct {
@@ -66,6 +72,11 @@ typedef struct {
   size_t len;
 } signed_item;
 
+typedef struct {
+  uint8_t ih[CN_ID_BYTES];
+  uint8_t pk[CN_PK_BYTES];
+} met_key;
+
 struct cn_node {
   cn_store *s;
   cn_lt *lt;
@@ -81,8 +92,11 @@ struct cn_node {
   signed_item *heard;  /* salted items other nodes published, newest seq per (key, salt) */
   size_t n_heard, cap_heard;
   int64_t next_items;  /* when this node's own items are put again */
+  met_key *met;        /* node keys seen in each pack's swarm this session */
+  uint8_t hello_ih[CN_ID_BYTES];
+  size_t n_met, cap_met;
   uint64_t hash_failures, bans;
-  int64_t next_connect, next_sweep;
+  int64_t next_connect, next_sweep, next_meet;
   int stop;
   pthread_t maint;
   int sock_fd;
@@ -521,6 +535,43 @@ static int note_peer_key(const char *tag, const char *endpoint, int seed, const 
   return 0;
 }
 
+typedef struct {
+  cn_node *n;
+  const uint8_t *ih;
+} meet_ctx;
+
+static int meet_peer(const char *tag, const char *endpoint, int seed, const char *client, void *ctx)
+{
+  meet_ctx *m = ctx;
+  cn_node *n = m->n;
+  uint8_t pk[CN_PK_BYTES];
+  if (strncmp(client, CN_NODE_CLIENT_PREFIX, strlen(CN_NODE_CLIENT_PREFIX)) ||
+      cn_unhex(client + strlen(CN_NODE_CLIENT_PREFIX), pk, CN_PK_BYTES) < 0)
+    return 0;
+  for (size_t i = 0; i < n->n_met; i++)
+    if (!memcmp(n->met[i].pk, pk, CN_PK_BYTES) && !memcmp(n->met[i].ih, m->ih, CN_ID_BYTES))
+      return 0;
+  if (n->n_met == n->cap_met) {
+    n->cap_met = n->cap_met ? 2 * n->cap_met : 32;
+    n->met = realloc(n->met, n->cap_met * sizeof *n->met);
+  }
+  memcpy(n->met[n->n_met].ih, m->ih, CN_ID_BYTES);
+  memcpy(n->met[n->n_met++].pk, pk, CN_PK_BYTES);
+  return 0;
+}
+
+/* Remembers who is in each swarm: peers that have everything and nothing to ask for may
+ * not stay connected, but their keys still name who holds a namespace. Under n->mu. */
+static void meet_peers(cn_node *n)
+{
+  for (size_t i = 0; i < n->n_packs; i++) {
+    meet_ctx m = {n, n->packs[i].ih};
+    cn_lt_torrent_peers(n->lt, n->packs[i].ih, meet_peer, &m);
+  }
+  meet_ctx m = {n, n->hello_ih};
+  cn_lt_torrent_peers(n->lt, n->hello_ih, meet_peer, &m);
+}
+
 size_t cn_node_peer_keys(cn_node *n, const uint8_t nspk[CN_PK_BYTES], uint8_t (*keys)[CN_PK_BYTES], size_t max)
 {
   key_list l = {keys, max, 0};
@@ -529,9 +580,16 @@ size_t cn_node_peer_keys(cn_node *n, const uint8_t nspk[CN_PK_BYTES], uint8_t (*
   if (cn_store_root_get(n->s, nspk, &root) < 0 || cn_root_value_parse(root.value, root.value_len, &rv) < 0)
     return 0;
   pthread_mutex_lock(&n->mu);
-  for (size_t i = 0; i < rv.n_packs; i++)
-    if (find_pack(n, rv.packs[i]))
-      cn_lt_torrent_peers(n->lt, rv.packs[i], note_peer_key, &l);
+  meet_peers(n);
+  for (size_t i = 0; i < n->n_met; i++)
+    for (size_t j = 0; j <= rv.n_packs; j++)
+      if (!memcmp(n->met[i].ih, j < rv.n_packs ? rv.packs[j] : n->hello_ih, CN_ID_BYTES)) {
+        char client[128], hex[2 * CN_PK_BYTES + 1];
+        cn_hex(n->met[i].pk, CN_PK_BYTES, hex);
+        snprintf(client, sizeof client, "%s%s", CN_NODE_CLIENT_PREFIX, hex);
+        note_peer_key("", "", 0, client, &l);
+        break;
+      }
   pthread_mutex_unlock(&n->mu);
   return l.n;
 }
@@ -703,7 +761,14 @@ static void *maintain(void *arg)
         void *a[2] = {n, n->packs[i].ih};
         cn_peers_foreach(n->s, connect_one, a);
       }
+      void *a[2] = {n, n->hello_ih};
+      cn_peers_foreach(n->s, connect_one, a);
       n->next_connect = t + CONNECT_EVERY_MS;
+    }
+    /* handshakes are short-lived news: look often (a handful of peer lists) */
+    if (t >= n->next_meet) {
+      meet_peers(n);
+      n->next_meet = t + TICK_MS;
     }
     struct timespec ts;
     deadline_in(&ts, TICK_MS);
@@ -920,6 +985,14 @@ static void serve_request(cn_node *n, int fd, char *req)
               st.progress, st.error[0] ? " error " : "", st.error);
     }
     pthread_mutex_unlock(&n->mu);
+  } else if (!strncmp(req, "keys ", 5) && cn_unhex(req + 5, pk, CN_PK_BYTES) == 0) {
+    uint8_t keys[64][CN_PK_BYTES];
+    size_t nk = cn_node_peer_keys(n, pk, keys, 64);
+    for (size_t i = 0; i < nk; i++) {
+      char hex[2 * CN_PK_BYTES + 1];
+      cn_hex(keys[i], CN_PK_BYTES, hex);
+      dprintf(fd, "%s\n", hex);
+    }
   } else if (!strcmp(req, "publish")) {
     cn_node_publish_items(n); /* the CLI added an item to items/ */
     dprintf(fd, "ok\n");
@@ -970,9 +1043,11 @@ int cn_node_ask(const char *home, const char *request, int (*fn)(const char *lin
   FILE *f = fdopen(fd, "r");
   char line[1024];
   int rc = 0;
-  while (!rc && fn && fgets(line, sizeof line, f)) {
+  /* read to the end even without fn: the node answers every request */
+  while (fgets(line, sizeof line, f)) {
     line[strcspn(line, "\n")] = 0;
-    rc = fn(line, ctx);
+    if (!rc && fn)
+      rc = fn(line, ctx);
   }
   fclose(f);
   return rc;
@@ -1034,6 +1109,13 @@ int cn_node_start(cn_store *s, const char *listen_on, cn_node **out)
     return cn_fail(EADDRINUSE, "cannot listen on %s (address in use or not local)", listen_on);
   }
   cn_peers_foreach(s, add_node, n->lt);
+  /* a control client that hangs up before the answer must not kill the node */
+  signal(SIGPIPE, SIG_IGN);
+  cn_sha256(HELLO_NAME, strlen(HELLO_NAME), n->hello_ih);
+  char hello_dir[4200];
+  snprintf(hello_dir, sizeof hello_dir, "%s/tmp", s->home);
+  if (cn_lt_add_magnet(n->lt, n->hello_ih, hello_dir) < 0)
+    cn_log("cannot join the hello torrent: peers will not learn this node's key");
 
   char run[4096];
   snprintf(run, sizeof run, "%s/run", s->home);
@@ -1090,6 +1172,7 @@ void cn_node_stop(cn_node *n)
   free(n->packs);
   free(n->fol);
   free(n->heard);
+  free(n->met);
   pthread_cond_destroy(&n->cv);
   pthread_mutex_destroy(&n->mu);
   free(n);

@@ -40,14 +40,14 @@ int main(int argc, char **argv)
   uint8_t msg[1100];
   size_t mlen = cn_root_signing_bytes(root.seq, root.value, root.value_len, msg);
   cn_sign(wrong.seed, msg, mlen, root.sig);
-  cn_lt *lt = cn_lt_start("127.0.0.1:0", "forgeforgefo", on_event, NULL, err, sizeof err);
+  cn_lt *lt = cn_lt_start("127.0.0.1:0", "forgeforgefo", "forge", on_event, NULL, err, sizeof err);
   if (!lt) {
     fprintf(stderr, "forge_root: %s\n", err);
     return 1;
   }
   cn_lt_dht_add_node(lt, host, port);
   sleep(2); /* let the routing table fill */
-  cn_lt_dht_put(lt, key.pk, root.seq, root.sig, root.value, root.value_len);
+  cn_lt_dht_put(lt, key.pk, NULL, 0, root.seq, root.sig, root.value, root.value_len);
   for (int i = 0; i < 100 && !put_done; i++)
     usleep(100000);
   cn_lt_stop(lt);
