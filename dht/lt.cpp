@@ -18,6 +18,7 @@
 #include <libtorrent/session_params.hpp>
 #include <libtorrent/torrent_info.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <map>
@@ -83,6 +84,7 @@ struct cn_lt {
   std::thread pump;
   std::mutex mu;  // guards torrents
   std::map<lt::sha256_hash, lt::torrent_handle> torrents;
+  std::vector<lt::tcp::endpoint> known;  // cn_lt_add_peer; guarded by mu
   // Files whose pieces passed their hash check but whose writes may still be queued:
   // reported once the torrent's disk cache has been flushed. Pump thread only.
   std::map<lt::sha256_hash, std::vector<int>> completed;
@@ -456,6 +458,15 @@ extern "C" int cn_lt_torrent_parse(const uint8_t *torrent, size_t len, uint8_t i
   return 0;
 }
 
+extern "C" void cn_lt_add_peer(cn_lt *l, const char *host, int port) {
+  lt::error_code ec;
+  auto addr = lt::make_address(host, ec);
+  if (ec || port <= 0 || port > 65535) return;
+  lt::tcp::endpoint ep(addr, static_cast<std::uint16_t>(port));
+  std::lock_guard<std::mutex> g(l->mu);
+  if (std::find(l->known.begin(), l->known.end(), ep) == l->known.end()) l->known.push_back(ep);
+}
+
 extern "C" int cn_lt_add(cn_lt *l, const uint8_t *torrent, size_t len, const char *save_path,
                          int seed, int want_all, char *err, size_t err_len) {
   try {
@@ -475,6 +486,9 @@ extern "C" int cn_lt_add(cn_lt *l, const uint8_t *torrent, size_t len, const cha
     {
       std::lock_guard<std::mutex> g(l->mu);
       if (l->torrents.count(ih)) return 0;
+      // Known from the start; connected on the next connect round (resuming as in
+      // cn_lt_add_magnet would not help: the torrent is still checking its resume data).
+      p.peers = l->known;
     }
     lt::torrent_handle h = l->ses->add_torrent(std::move(p));
     std::lock_guard<std::mutex> g(l->mu);
@@ -495,12 +509,19 @@ extern "C" int cn_lt_add_magnet(cn_lt *l, const uint8_t ih[32], const char *save
     // Metadata only, no piece, until the caller has set file priorities: a piece taken
     // while its file is at priority 0 goes to the part file, which 2.0.8 mishandles.
     p.flags |= lt::torrent_flags::upload_mode;
+    // Added paused and resumed at once: resuming connects to the peers in p.peers right
+    // away ("connect boost"). A magnet that simply starts does not: 2.0.8 connects it on
+    // its connect round, once a second whatever tick_interval is, so the metadata (and
+    // a cold read) waited up to a second.
+    p.flags |= lt::torrent_flags::paused;
     {
       std::lock_guard<std::mutex> g(l->mu);
       if (l->torrents.count(p.info_hashes.v2)) return 0;
+      p.peers = l->known;
     }
     lt::sha256_hash key = p.info_hashes.v2;
     lt::torrent_handle h = l->ses->add_torrent(std::move(p));
+    h.resume();
     std::lock_guard<std::mutex> g(l->mu);
     l->torrents[key] = h;
     return 0;

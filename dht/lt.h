@@ -82,6 +82,11 @@ typedef int (*cn_lt_file_fn)(int file, const char *path, uint64_t size, void *ct
 int cn_lt_torrent_parse(const uint8_t *torrent, size_t len, uint8_t ih[32], cn_lt_file_fn fn,
                         void *ctx, char *err, size_t err_len);
 
+/* A peer every torrent added from now on has in its peer list from the start; a torrent
+ * added by info-hash connects to them at once. (A peer given to cn_lt_connect waits for
+ * libtorrent's connect round, which 2.0.8 runs once a second whatever tick_interval is.)
+ * Repeats are ignored. */
+void cn_lt_add_peer(cn_lt *lt, const char *host, int port);
 /* Adds a torrent from its bytes, data under save_path. seed: every file is known to be
  * complete (no hashing at start). want_all: download every file; else all files start at
  * priority 0 and are fetched on demand. */

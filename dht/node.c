@@ -656,6 +656,7 @@ static void on_event(const cn_lt_event *ev, void *ctx)
     pack *p = find_pack(n, ih);
     if (p)
       p->meta_ready = 1;
+    pthread_cond_broadcast(&n->cv); /* the maintenance loop finishes it now, not next tick */
     pthread_mutex_unlock(&n->mu);
     break;
   }
@@ -702,6 +703,7 @@ static int connect_one(const char *host, int port, void *ctx)
   void **a = ctx;
   cn_node *n = a[0];
   const uint8_t *ih = a[1];
+  cn_lt_add_peer(n->lt, host, port); /* peers added since start: packs added later start with them */
   cn_lt_connect(n->lt, ih, host, port);
   return 0;
 }
@@ -1058,6 +1060,7 @@ int cn_node_ask(const char *home, const char *request, int (*fn)(const char *lin
 static int add_node(const char *host, int port, void *ctx)
 {
   cn_lt_dht_add_node(ctx, host, port);
+  cn_lt_add_peer(ctx, host, port); /* every pack starts connected to the known peers */
   return 0;
 }
 
