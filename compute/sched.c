@@ -37,6 +37,10 @@ static void note_commit(void *ctx, const cn_nskey *key, uint64_t seq)
 {
   cn_compute *c = ctx;
   pthread_mutex_lock(&c->lock);
+  if (!c->running || c->stopping) { /* the mount's last commits, after the jobs stopped */
+    pthread_mutex_unlock(&c->lock);
+    return;
+  }
   sched_item *it = c->pending;
   while (it && memcmp(it->key.pk, key->pk, 32))
     it = it->next;

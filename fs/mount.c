@@ -1946,6 +1946,8 @@ static const struct fuse_lowlevel_ops ops = {
 
 static void detach_all(void)
 {
+  /* everything goes now: entries are freed with their trees, inodes after them */
+  fs_set_orphan_hook(NULL);
   while (M.namespaces) {
     mount_ns *m = M.namespaces;
     M.namespaces = m->next;
