@@ -55,7 +55,8 @@ void cn_compute_close(cn_compute *c);
 typedef struct {
   char job_id[65];     /* hex */
   char output_id[65];  /* hex, when it ran and succeeded */
-  int ran;             /* 0: the stored result was current (or reused) */
+  int ran;             /* 0: the stored result was current, or reused */
+  int reused;          /* answered from this node's stored result of the same job ID */
   int ok;
   char reason[256];    /* why it failed */
   double run_seconds, build_seconds;

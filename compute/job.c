@@ -507,6 +507,69 @@ static unsigned previous_runs(cn_ns *ns, const char *job_dir)
   return runs;
 }
 
+/* ---- stored results by job ID ($CAIRN_HOME/results/<job id hex>) ---- */
+
+/* Remembers where job_id's outputs are stored: a directory cap of the committed out/. */
+int compute_result_remember(cn_compute *c, cn_ns *ns, const char *job_dir, const uint8_t job_id[32],
+                            const uint8_t output_id[32])
+{
+  char *out_path = path_join(job_dir, "out");
+  cn_cap cap;
+  int rc = cn_ns_cap(ns, out_path, &cap);
+  free(out_path);
+  if (rc < 0)
+    return rc;
+  char dir[4200], path[4300], tmp[4400], id[65], oid[65], capstr[CN_CAP_STR_MAX];
+  hex(job_id, id);
+  hex(output_id, oid);
+  cn_cap_format(&cap, capstr);
+  snprintf(dir, sizeof dir, "%s/results", c->home);
+  mkdir(dir, 0700);
+  snprintf(path, sizeof path, "%s/%s", dir, id);
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *f = fopen(tmp, "we");
+  if (!f)
+    return cn_fail(errno, "cannot write %s: %s", tmp, strerror(errno));
+  fprintf(f, "output %s\ncap %s\n", oid, capstr);
+  if (fclose(f) != 0 || rename(tmp, path) < 0)
+    return cn_fail(errno, "cannot write %s: %s", path, strerror(errno));
+  return 0;
+}
+
+/* The stored result of job_id, if this node has one: its output ID and cap. */
+static int result_lookup(cn_compute *c, const uint8_t job_id[32], uint8_t output_id[32], cn_cap *cap)
+{
+  char path[4300], id[65], line[300], oid[65] = "", capstr[CN_CAP_STR_MAX] = "";
+  hex(job_id, id);
+  snprintf(path, sizeof path, "%s/results/%s", c->home, id);
+  FILE *f = fopen(path, "re");
+  if (!f)
+    return -ENOENT;
+  while (fgets(line, sizeof line, f)) {
+    sscanf(line, "output %64s", oid);
+    sscanf(line, "cap %159s", capstr);
+  }
+  fclose(f);
+  if (cn_unhex(oid, output_id, 32) < 0 || cn_cap_parse(capstr, cap) < 0)
+    return cn_fail(EIO, "%s is damaged", path);
+  return 0;
+}
+
+/* Copies a stored result into dst and checks it is the output it claims to be. */
+static int result_restore(cn_compute *c, const cn_cap *cap, const uint8_t output_id[32], const char *dst)
+{
+  cn_ns *view;
+  int rc = cn_ns_open_cap(c->store, cap, &view);
+  if (rc < 0)
+    return rc;
+  rc = materialize(view, "/", dst, NULL);
+  cn_ns_close(view);
+  uint8_t got[32];
+  if (!rc && (rc = compute_tree_id(dst, got)) == 0 && memcmp(got, output_id, 32))
+    rc = cn_fail(EIO, "the stored result does not hash to its output ID");
+  return rc;
+}
+
 static int add_size(const char *name, const cn_attr *attr, void *ctx)
 {
   uint64_t *total = ctx;
@@ -682,6 +745,9 @@ int compute_job_prepare(cn_compute *c, cn_ns *ns, const char *job_dir, int force
   snprintf(expect, sizeof expect, "done %s", id);
   j->up_to_date = !force && !strcmp(line, expect);
   j->previous_runs = previous_runs(ns, job_dir);
+  /* a job ID this node has a stored result for is answered from it, not run again */
+  if (!j->up_to_date && !force && result_lookup(c, j->job_id, j->reuse_output, &j->reuse_cap) == 0)
+    j->reuse = 1;
   *out = j;
   return 0;
 }
@@ -728,6 +794,22 @@ int compute_job_execute(compute_job *j, cn_ns *ns, volatile int *cancel)
   j->log_fd = open(log_path, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
   if (j->log_fd < 0)
     return cn_fail(errno, "cannot write %s: %s", log_path, strerror(errno));
+  char out_dir_reuse[4200];
+  snprintf(out_dir_reuse, sizeof out_dir_reuse, "%s/out", j->work);
+  if (j->reuse) {
+    compute_rm_rf(out_dir_reuse);
+    if (result_restore(j->c, &j->reuse_cap, j->reuse_output, out_dir_reuse) == 0) {
+      char oid[65];
+      hex(j->reuse_output, oid);
+      log_line(j->log_fd, "cairn: job %s answered from this node's stored result (not run)\n"
+                          "cairn: module %s\ncairn: output %s\n", id, mod, oid);
+      memcpy(j->output_id, j->reuse_output, 32);
+      j->ok = 1;
+      return 0;
+    }
+    compute_rm_rf(out_dir_reuse); /* gone or damaged: run it */
+    j->reuse = 0;
+  }
   j->runs = j->previous_runs + 1;
   log_line(j->log_fd, "cairn: run %u of job %s\ncairn: module %s\n", j->runs, id, mod);
   j->executed = 1;
@@ -876,6 +958,7 @@ void compute_job_outcome(const compute_job *j, cn_job_outcome *o)
   if (j->ok)
     hex(j->output_id, o->output_id);
   o->ran = j->executed;
+  o->reused = j->reuse;
   o->ok = j->up_to_date || j->ok;
   snprintf(o->reason, sizeof o->reason, "%s", j->reason);
   o->run_seconds = j->run_seconds;
@@ -919,6 +1002,8 @@ int cn_job_run(cn_compute *c, cn_ns *ns, const char *job_dir, int force, cn_job_
   rc = compute_job_publish(j, ns);
   if (!rc)
     rc = cn_ns_commit(ns);
+  if (!rc && j->ok && compute_result_remember(c, ns, job_dir, j->job_id, j->output_id) < 0)
+    cn_log("job %s: cannot remember its result: %s", job_dir, cn_err());
   compute_job_outcome(j, outcome);
   if (j->log_fd > 0)
     close(j->log_fd);

@@ -54,6 +54,9 @@ typedef struct {
   int has_stored_output;     /* status names an output (line "output <hex>") */
   uint8_t stored_output[32];
   char *quorum_report;       /* verification lines for status, when spec.quorum >= 2 */
+  int reuse;                 /* this node has a stored result for the job ID */
+  uint8_t reuse_output[32];
+  cn_cap reuse_cap;
 } compute_job;
 
 int compute_job_prepare(cn_compute *c, cn_ns *ns, const char *job_dir, int force, compute_job **out);
@@ -69,6 +72,10 @@ void compute_job_outcome(const compute_job *j, cn_job_outcome *o);
 void compute_job_free(compute_job *j);
 
 void compute_scheduler_stop(cn_compute *c);
+/* Notes where a job's committed out/ is (results/<job id>), so the same job ID elsewhere
+ * is answered from it without running. */
+int compute_result_remember(cn_compute *c, cn_ns *ns, const char *job_dir, const uint8_t job_id[32],
+                            const uint8_t output_id[32]);
 
 /* Stores (and with a node, publishes now) this node's signed record of a result. */
 int compute_record_publish(cn_store *s, cn_node *node, const uint8_t job_id[32], const uint8_t output_id[32]);

@@ -76,6 +76,12 @@ static int publish_fn(cn_ns *ns, void *ctx)
   return compute_job_publish(e->job, ns);
 }
 
+static int remember_fn(cn_ns *ns, void *ctx)
+{
+  edit *e = ctx;
+  return compute_result_remember(e->job->c, ns, e->job_dir, e->job->job_id, e->job->output_id);
+}
+
 static int status_fn(cn_ns *ns, void *ctx)
 {
   edit *e = ctx;
@@ -194,6 +200,8 @@ static void run_namespace(cn_compute *c, const cn_nskey *key, uint64_t seq)
     if (cn_mount_edit(key->pk, j->job_dir, publish_fn, &e) < 0) {
       cn_log("job %s:%s: cannot write its results: %s", id, j->job_dir, cn_err());
     } else if (j->ok) {
+      if (cn_mount_edit(key->pk, j->job_dir, remember_fn, &e) < 0)
+        cn_log("job %s:%s: cannot remember its result: %s", id, j->job_dir, cn_err());
       compute_record_publish(c->store, c->node, j->job_id, j->output_id);
       if (j->spec.quorum >= 2)
         watch(c, key, j, j->output_id);

@@ -57,6 +57,15 @@ C job log a:compute/fixity | head -1 | grep -q "run 2 of" && ok "run counter now
 check "job verify re-runs and agrees" C job verify a:compute/fixity
 grep -q "verified: output $OUT" "$SCRATCH/last.out" && ok "verify names the same output" || not_ok "verify: $(cat "$SCRATCH/last.out")"
 
+# ---- the same job ID in another job directory: answered from the stored result ----
+C job new a:compute/fixity-again --program /compute/fixity/fixity.wasm --input /compute/fixity/in/site >/dev/null
+check "the same job in another directory" C job run a:compute/fixity-again
+grep -q "answered from this node's stored result of the job (not run)" "$SCRATCH/last.out" \
+  && [ "$(field "$(cat "$SCRATCH/last.out")" output)" = "$OUT" ] \
+  && ok "…is answered from the stored result, without running" || not_ok "fixity-again: $(cat "$SCRATCH/last.out")"
+cmp -s <(C get a:/compute/fixity-again/out/manifest.sha256) "$SCRATCH/manifest" && ok "…with the same outputs" \
+  || not_ok "fixity-again outputs differ"
+
 # ---- the same job on another node, in another namespace: same IDs ----
 CAIRN_HOME="$SCRATCH/b" C init >/dev/null
 CAIRN_HOME="$SCRATCH/b" C ns new --name b >/dev/null

@@ -1636,7 +1636,10 @@ static int job_new(int argc, char **argv)
 
 static void print_outcome(const char *dir, const cn_job_outcome *o)
 {
-  if (!o->ran && o->ok)
+  if (o->reused)
+    printf("%s: done %s\noutput %s\nanswered from this node's stored result of the job (not run)\n", dir, o->job_id,
+           o->output_id);
+  else if (!o->ran && o->ok)
     printf("%s: up to date: done %s\n", dir, o->job_id);
   else if (o->ok)
     printf("%s: done %s\noutput %s\nran in %.3f s (%s)\n", dir, o->job_id, o->output_id, o->run_seconds,
