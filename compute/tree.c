@@ -87,7 +87,8 @@ static int tree_id_at(int parent, const char *name, const char *shown, uint8_t i
       }
       names[n++] = strdup(de->d_name);
     }
-    qsort(names, n, sizeof *names, compare_names);
+    if (n)
+      qsort(names, n, sizeof *names, compare_names);
     cn_sha256_add(s, TREE_DIR, sizeof TREE_DIR);
     size_t kept = 0;
     for (size_t i = 0; i < n && !rc; i++) {

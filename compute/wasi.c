@@ -871,7 +871,8 @@ static uint32_t load_listing(wfd *f)
     f->names[f->n_names++] = strdup(de->d_name);
   }
   closedir(d);
-  qsort(f->names, f->n_names, sizeof *f->names, compare_names);
+  if (f->n_names)
+    qsort(f->names, f->n_names, sizeof *f->names, compare_names);
   f->types = calloc(f->n_names ? f->n_names : 1, 1);
   for (size_t i = 0; i < f->n_names; i++) {
     struct stat st;

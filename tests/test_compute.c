@@ -138,6 +138,14 @@ START_TEST(tree_id_matches_the_definition)
 
   ck_assert_int_eq(compute_tree_id(sub, got), 0);
   ck_assert_mem_eq(got, want, 32);
+  snprintf(path, sizeof path, "%s/empty", dir); /* an empty directory: a count of 0 */
+  ck_assert_int_eq(mkdir(path, 0755), 0);
+  n = 0;
+  memcpy(buf, "cairn-tree 1 dir", 17), n = 17;
+  be64(buf + n, 0), n += 8;
+  cn_sha256(buf, n, want);
+  ck_assert_int_eq(compute_tree_id(path, got), 0);
+  ck_assert_mem_eq(got, want, 32);
   snprintf(path, sizeof path, "%s/a", sub);
   ck_assert_int_eq(compute_tree_id(path, got), 0);
   ck_assert_mem_eq(got, file_id, 32);
