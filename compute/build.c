@@ -194,7 +194,10 @@ int compute_build_module(const char *home, const uint8_t *wasm, size_t len, char
   if (!rc) {
     char include[4200];
     snprintf(include, sizeof include, "-I%s", work);
-    char *argv[] = {"cc", "-O2", "-fPIC", "-shared", "-w", MODULE_DEFINES, include, "-o", so_tmp, csrc, glue_src, NULL};
+    /* -ffp-contract=off: a compiler that fuses a*b+c into one FMA would round differently
+     * from WebAssembly, and the same job must give the same bytes on every machine */
+    char *argv[] = {"cc", "-O2", "-ffp-contract=off", "-fPIC", "-shared", "-w", MODULE_DEFINES, include, "-o", so_tmp,
+                    csrc, glue_src, NULL};
     rc = compute_run_tool(argv, "compiling the module (cc)");
   }
   if (!rc && rename(so_tmp, so_path) < 0)

@@ -173,6 +173,8 @@ bad:
 
 /* ---- the compute context ---- */
 
+static void load_tree_ids(cn_compute *c);
+
 int cn_compute_open(const char *home, cn_store *store, cn_compute **out)
 {
   cn_compute *c = calloc(1, sizeof *c);
@@ -182,6 +184,7 @@ int cn_compute_open(const char *home, cn_store *store, cn_compute **out)
   c->store = store;
   pthread_mutex_init(&c->lock, NULL);
   pthread_cond_init(&c->wake, NULL);
+  load_tree_ids(c);
   *out = c;
   return 0;
 }
@@ -405,32 +408,28 @@ static void hex(const uint8_t *in, char out[65])
 
 /* ---- content IDs of inputs, remembered by what the tree stores ---- */
 
-static int cached_tree_id(cn_compute *c, cn_ns *ns, const char *path, uint8_t stored[32], uint8_t id[32])
+/* The cache is keyed by namespace, job directory and input path (which of the job's own
+ * results an input leaves out depends on where the job is) and by the stored ID; it is
+ * kept in $CAIRN_HOME/cache/inputs, one line per entry, so the CLI gets it too. */
+static char *cache_key(const char *job_dir, const char *path)
 {
-  const uint8_t *pk = cn_ns_key(ns)->pk;
-  int hit = 0;
-  pthread_mutex_lock(&c->lock);
-  for (id_cache_entry *e = c->ids; e; e = e->next)
-    if (!memcmp(e->pk, pk, 32) && !strcmp(e->path, path) && !memcmp(e->stored, stored, 32)) {
-      memcpy(id, e->tree_id, 32);
-      hit = 1;
-      break;
-    }
-  pthread_mutex_unlock(&c->lock);
-  return hit;
+  char *key;
+  if (asprintf(&key, "%s\t%s", job_dir, path) < 0)
+    abort();
+  return key;
 }
 
-static void remember_tree_id(cn_compute *c, cn_ns *ns, const char *path, const uint8_t stored[32], const uint8_t id[32])
+static void insert_tree_id(cn_compute *c, const uint8_t pk[32], const char *key, const uint8_t stored[32],
+                           const uint8_t id[32])
 {
   id_cache_entry *e = calloc(1, sizeof *e);
-  memcpy(e->pk, cn_ns_key(ns)->pk, 32);
-  e->path = strdup(path);
+  memcpy(e->pk, pk, 32);
+  e->path = strdup(key);
   memcpy(e->stored, stored, 32);
   memcpy(e->tree_id, id, 32);
-  pthread_mutex_lock(&c->lock);
-  /* one entry per (namespace, path): replace the older one */
+  /* one entry per (namespace, key): replace the older one */
   for (id_cache_entry **pp = &c->ids; *pp; pp = &(*pp)->next)
-    if (!memcmp((*pp)->pk, e->pk, 32) && !strcmp((*pp)->path, path)) {
+    if (!memcmp((*pp)->pk, e->pk, 32) && !strcmp((*pp)->path, key)) {
       id_cache_entry *old = *pp;
       *pp = old->next;
       free(old->path);
@@ -439,7 +438,71 @@ static void remember_tree_id(cn_compute *c, cn_ns *ns, const char *path, const u
     }
   e->next = c->ids;
   c->ids = e;
+}
+
+static void load_tree_ids(cn_compute *c)
+{
+  char path[4300];
+  snprintf(path, sizeof path, "%s/cache/inputs", c->home);
+  FILE *f = fopen(path, "re");
+  if (!f)
+    return;
+  char *line = NULL;
+  size_t cap = 0;
+  while (getline(&line, &cap, f) > 0) {
+    char pk_hex[65], stored_hex[65], id_hex[65];
+    int key_at = 0;
+    uint8_t pk[32], stored[32], id[32];
+    line[strcspn(line, "\n")] = 0;
+    if (sscanf(line, "%64s %64s %64s %n", pk_hex, stored_hex, id_hex, &key_at) == 3 && key_at &&
+        cn_unhex(pk_hex, pk, 32) == 0 && cn_unhex(stored_hex, stored, 32) == 0 && cn_unhex(id_hex, id, 32) == 0)
+      insert_tree_id(c, pk, line + key_at, stored, id);
+  }
+  free(line);
+  fclose(f);
+}
+
+static int cached_tree_id(cn_compute *c, cn_ns *ns, const char *job_dir, const char *path, uint8_t stored[32],
+                          uint8_t id[32])
+{
+  const uint8_t *pk = cn_ns_key(ns)->pk;
+  char *key = cache_key(job_dir, path);
+  int hit = 0;
+  pthread_mutex_lock(&c->lock);
+  for (id_cache_entry *e = c->ids; e; e = e->next)
+    if (!memcmp(e->pk, pk, 32) && !strcmp(e->path, key) && !memcmp(e->stored, stored, 32)) {
+      memcpy(id, e->tree_id, 32);
+      hit = 1;
+      break;
+    }
   pthread_mutex_unlock(&c->lock);
+  free(key);
+  return hit;
+}
+
+static void remember_tree_id(cn_compute *c, cn_ns *ns, const char *job_dir, const char *path,
+                             const uint8_t stored[32], const uint8_t id[32])
+{
+  char *key = cache_key(job_dir, path);
+  const uint8_t *pk = cn_ns_key(ns)->pk;
+  pthread_mutex_lock(&c->lock);
+  insert_tree_id(c, pk, key, stored, id);
+  if (!strchr(key, '\n')) {
+    char dir[4200], file[4300], a[65], b[65], d[65];
+    snprintf(dir, sizeof dir, "%s/cache", c->home);
+    mkdir(dir, 0700);
+    snprintf(file, sizeof file, "%s/inputs", dir);
+    FILE *f = fopen(file, "ae");
+    if (f) {
+      hex(pk, a);
+      hex(stored, b);
+      hex(id, d);
+      fprintf(f, "%s %s %s %s\n", a, b, d, key);
+      fclose(f);
+    }
+  }
+  pthread_mutex_unlock(&c->lock);
+  free(key);
 }
 
 /* ---- prepare, execute, publish ---- */
@@ -712,12 +775,12 @@ int compute_job_prepare(cn_compute *c, cn_ns *ns, const char *job_dir, int force
       rc = cn_fail(EINVAL, "input %s is this job's own output", path);
     else if ((rc = cn_ns_content_id(ns, path, stored)) < 0)
       ;
-    else if (!cached_tree_id(c, ns, path, stored, tree_id)) {
+    else if (!cached_tree_id(c, ns, job_dir, path, stored, tree_id)) {
       rc = materialize(ns, path, dst, j->skip);
       if (!rc)
         rc = compute_tree_id(dst, tree_id);
       if (!rc)
-        remember_tree_id(c, ns, path, stored, tree_id);
+        remember_tree_id(c, ns, job_dir, path, stored, tree_id);
     }
     free(dst);
     if (!rc) {
