@@ -10,7 +10,7 @@
 set -euo pipefail
 CAIRN=$(realpath "${1:?usage: bench/peers.sh path/to/cairn [SIZE_MIB]}")
 SIZE_MIB=${2:-1024}
-CORPUS_DIRS="/usr/share/doc/python3.11-doc/html /usr/share/doc/libboost1.74-doc/HTML /usr/share/doc/postgresql-doc-15/html"
+CORPUS_DIRS="/usr/share/doc/python3.11-doc/html /usr/share/doc/libboost1.74-doc/doc/html /usr/share/doc/postgresql-doc-15/html"
 
 need=()
 for p in btfs python3-libtorrent fuse3; do
