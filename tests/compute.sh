@@ -66,6 +66,15 @@ grep -q "answered from this node's stored result of the job (not run)" "$SCRATCH
 cmp -s <(C get a:/compute/fixity-again/out/manifest.sha256) "$SCRATCH/manifest" && ok "…with the same outputs" \
   || not_ok "fixity-again outputs differ"
 
+# ---- several inputs: each under /in by its last name ----
+mkdir -p "$SCRATCH/other"
+printf 'x y\n' >"$SCRATCH/other/note.txt"
+C job new a:compute/count2 --program "$WASM_EXAMPLES/wc.wasm" --input "$IN" "$SCRATCH/other" >/dev/null
+C job run a:compute/count2 >/dev/null 2>&1
+C get a:/compute/count2/out/counts.txt >"$SCRATCH/counts2" 2>&1
+grep -q '^1 2 4 other/note.txt$' "$SCRATCH/counts2" && grep -q '^2 4 19 site/sub/b.txt$' "$SCRATCH/counts2" \
+  && ok "two inputs given to one --input appear as /in/site and /in/other" || not_ok "counts: $(head -5 "$SCRATCH/counts2")"
+
 # ---- the same job on another node, in another namespace: same IDs ----
 CAIRN_HOME="$SCRATCH/b" C init >/dev/null
 CAIRN_HOME="$SCRATCH/b" C ns new --name b >/dev/null

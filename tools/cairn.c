@@ -1558,11 +1558,14 @@ static int job_new(int argc, char **argv)
     default: free(inputs); free(args); return usage_error("unknown option");
     }
   }
-  if (optind + 1 != argc || !program) {
+  if (optind >= argc || !program) {
     free(inputs);
     free(args);
-    return usage_error("expected NS:compute/NAME --program PATH [--input PATH]...");
+    return usage_error("expected NS:compute/NAME --program PATH [--input PATH...]...");
   }
+  /* "--input A B C": the paths after the job's name are inputs too */
+  for (int i = optind + 1; i < argc; i++)
+    inputs[n_inputs++] = argv[i];
   cn_store *s;
   cn_ns *ns;
   char dir[4096];
