@@ -212,37 +212,24 @@ void wasm_rt_free_memory(wasm_rt_memory_t *mem)
 
 /* ---- tables ---- */
 
-void wasm_rt_allocate_funcref_table(wasm_rt_funcref_table_t *table, uint32_t elements,
-                                    uint32_t max_elements)
-{
-  table->data = calloc(elements ? elements : 1, sizeof *table->data);
-  if (!table->data)
-    wasm_rt_trap(WASM_RT_TRAP_EXHAUSTION);
-  table->size = elements;
-  table->max_size = max_elements;
-}
-
-void wasm_rt_free_funcref_table(wasm_rt_funcref_table_t *table)
-{
-  free(table->data);
-  table->data = NULL;
-}
-
-void wasm_rt_allocate_externref_table(wasm_rt_externref_table_t *table, uint32_t elements,
-                                      uint32_t max_elements)
-{
-  table->data = calloc(elements ? elements : 1, sizeof *table->data);
-  if (!table->data)
-    wasm_rt_trap(WASM_RT_TRAP_EXHAUSTION);
-  table->size = elements;
-  table->max_size = max_elements;
-}
-
-void wasm_rt_free_externref_table(wasm_rt_externref_table_t *table)
-{
-  free(table->data);
-  table->data = NULL;
-}
+/* Tables of both kinds: allocated zeroed (null references), freed whole. */
+#define TABLE_ALLOC(type)                                                                 \
+  void wasm_rt_allocate_##type##_table(wasm_rt_##type##_table_t *table, uint32_t elements, \
+                                       uint32_t max_elements)                             \
+  {                                                                                       \
+    table->data = calloc(elements ? elements : 1, sizeof *table->data);                   \
+    if (!table->data)                                                                     \
+      wasm_rt_trap(WASM_RT_TRAP_EXHAUSTION);                                              \
+    table->size = elements;                                                               \
+    table->max_size = max_elements;                                                       \
+  }                                                                                       \
+  void wasm_rt_free_##type##_table(wasm_rt_##type##_table_t *table)                       \
+  {                                                                                       \
+    free(table->data);                                                                    \
+    table->data = NULL;                                                                   \
+  }
+TABLE_ALLOC(funcref)
+TABLE_ALLOC(externref)
 
 /* Table growth: refuses past the declared maximum and past a sane bound (the module's
  * tables live in worker memory, which the memory limit does not cover). */

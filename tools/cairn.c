@@ -1493,14 +1493,12 @@ static int job_source(cn_ns *ns, const char *given, const char *store_dir, char 
   struct stat st;
   if (stat(given, &st) < 0)
     return fail(EXIT_FAIL, "%s: neither in the namespace nor a local file or directory", given);
-  const char *base = strrchr(given, '/');
-  base = base ? base + 1 : given;
   char copy[4096];
   snprintf(copy, sizeof copy, "%s", given);
   size_t len = strlen(copy);
   while (len > 1 && copy[len - 1] == '/')
     copy[--len] = 0;
-  base = strrchr(copy, '/') ? strrchr(copy, '/') + 1 : copy;
+  const char *base = strrchr(copy, '/') ? strrchr(copy, '/') + 1 : copy;
   if (asprintf(out, "%s/%s", store_dir, base) < 0)
     abort();
   int rc = cn_ns_mkdir(ns, store_dir, NULL, 1);
