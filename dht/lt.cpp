@@ -12,6 +12,7 @@
 #include <libtorrent/magnet_uri.hpp>
 #include <libtorrent/peer_info.hpp>
 #include <libtorrent/posix_disk_io.hpp>
+#include <libtorrent/extensions.hpp>
 #include <libtorrent/extensions/ut_metadata.hpp>
 #include <libtorrent/extensions/ut_pex.hpp>
 #include <libtorrent/session.hpp>
@@ -88,6 +89,15 @@ struct cn_lt {
   // Files whose pieces passed their hash check but whose writes may still be queued:
   // reported once the torrent's disk cache has been flushed. Pump thread only.
   std::map<lt::sha256_hash, std::vector<int>> completed;
+  // Roots pushed to this node (query "cairn_root"): queued on libtorrent's network thread,
+  // handed to fn on the pump thread like any other item.
+  struct pushed_root {
+    uint8_t pk[32], sig[64];
+    uint64_t seq;
+    std::string value;
+  };
+  std::mutex push_mu;
+  std::vector<pushed_root> pushed;
 
   lt::torrent_handle find(const uint8_t ih[32]) {
     std::lock_guard<std::mutex> g(mu);
@@ -203,6 +213,47 @@ void cn_lt::handle(lt::alert *a) {
   }
 }
 
+namespace {
+
+// Answers "cairn_root" DHT queries (FORMAT.md §11.2): a peer handing over a namespace's
+// newest signed root so that followers need not wait for their next poll. Only the
+// shape is checked here; the node checks the signature and the seq like any root.
+struct root_push_plugin final : lt::plugin {
+  cn_lt *l;
+  explicit root_push_plugin(cn_lt *owner) : l(owner) {}
+  lt::feature_flags_t implemented_features() override { return dht_request_feature; }
+  bool on_dht_request(lt::string_view query, lt::udp::endpoint const &, lt::bdecode_node const &msg,
+                      lt::entry &response) override {
+    if (query != CN_LT_ROOT_PUSH_QUERY) return false;
+    lt::bdecode_node a = msg.dict_find_dict("a");
+    lt::string_view pk = a ? a.dict_find_string_value("k") : lt::string_view();
+    lt::string_view sig = a ? a.dict_find_string_value("sig") : lt::string_view();
+    lt::string_view v = a ? a.dict_find_string_value("v") : lt::string_view();
+    std::int64_t seq = a ? a.dict_find_int_value("seq", -1) : -1;
+    std::int64_t version = a ? a.dict_find_int_value("cv", 0) : 0;
+    if (version != CN_LT_ROOT_PUSH_VERSION || pk.size() != 32 || sig.size() != 64 || seq < 0 ||
+        v.empty() || v.size() > 1000) {
+      response["y"] = "e";
+      response["e"] = lt::entry::list_type{lt::entry(203), lt::entry("malformed cairn_root")};
+      return true;
+    }
+    cn_lt::pushed_root r;
+    memcpy(r.pk, pk.data(), 32);
+    memcpy(r.sig, sig.data(), 64);
+    r.seq = static_cast<uint64_t>(seq);
+    r.value.assign(v.data(), v.size());
+    {
+      std::lock_guard<std::mutex> g(l->push_mu);
+      if (l->pushed.size() < 1024) l->pushed.push_back(std::move(r)); // a flood is dropped
+    }
+    uint64_t one = 1;
+    (void)!write(l->efd, &one, sizeof one);
+    return true;
+  }
+};
+
+}  // namespace
+
 void cn_lt::run() {
   std::vector<lt::alert *> alerts;
   while (!stopping.load()) {
@@ -210,6 +261,24 @@ void cn_lt::run() {
     poll(&p, 1, 500);
     uint64_t n;
     if (p.revents & POLLIN) (void)!read(efd, &n, sizeof n);
+    std::vector<pushed_root> roots;
+    {
+      std::lock_guard<std::mutex> g(push_mu);
+      roots.swap(pushed);
+    }
+    for (auto &r : roots) {
+      cn_lt_event ev;
+      memset(&ev, 0, sizeof ev);
+      ev.kind = CN_LT_ITEM;
+      ev.file = -1;
+      ev.pushed = 1;
+      memcpy(ev.pk, r.pk, 32);
+      memcpy(ev.sig, r.sig, 64);
+      ev.seq = r.seq;
+      ev.value = reinterpret_cast<const uint8_t *>(r.value.data());
+      ev.value_len = r.value.size();
+      fn(&ev, ctx);
+    }
     ses->pop_alerts(&alerts);
     for (auto *a : alerts) {
       try {
@@ -282,6 +351,7 @@ extern "C" cn_lt *cn_lt_start(const char *listen, const char *node_tag, const ch
     l->ses = new lt::session(std::move(params));
     l->ses->add_extension(&lt::create_ut_metadata_plugin);
     l->ses->add_extension(&lt::create_ut_pex_plugin);
+    l->ses->add_extension(std::make_shared<root_push_plugin>(l));
     int efd = l->efd;
     l->ses->set_alert_notify([efd] {
       uint64_t one = 1;
@@ -333,6 +403,22 @@ extern "C" void cn_lt_dht_put(cn_lt *l, const uint8_t pk[32], const uint8_t *sal
     sig = s;
     seqo = sq;
   }, std::string(reinterpret_cast<const char *>(salt), salt_len));
+}
+
+extern "C" void cn_lt_push_root(cn_lt *l, const char *host, int port, const uint8_t pk[32], uint64_t seq,
+                                const uint8_t sig[64], const uint8_t *value, size_t len) {
+  lt::error_code ec;
+  auto addr = lt::make_address(host, ec);
+  if (ec || port <= 0 || port > 65535) return;  // a host name: that peer polls instead
+  lt::entry e;
+  e["q"] = CN_LT_ROOT_PUSH_QUERY;
+  lt::entry &a = e["a"];
+  a["cv"] = CN_LT_ROOT_PUSH_VERSION;
+  a["k"] = std::string(reinterpret_cast<const char *>(pk), 32);
+  a["seq"] = static_cast<std::int64_t>(seq);
+  a["sig"] = std::string(reinterpret_cast<const char *>(sig), 64);
+  a["v"] = std::string(reinterpret_cast<const char *>(value), len);
+  l->ses->dht_direct_request(lt::udp::endpoint(addr, static_cast<std::uint16_t>(port)), e);
 }
 
 extern "C" void cn_lt_dht_get(cn_lt *l, const uint8_t pk[32], const uint8_t *salt, size_t salt_len) {

@@ -46,6 +46,7 @@ typedef struct {
   const char *peer;    /* "ip:port" */
   const char *const *peers;
   const char *message;
+  int pushed;          /* CN_LT_ITEM: sent to us by a peer (cn_lt_push_root), not asked for */
 } cn_lt_event;
 
 typedef void (*cn_lt_event_fn)(const cn_lt_event *ev, void *ctx);
@@ -67,6 +68,13 @@ void cn_lt_dht_add_node(cn_lt *lt, const char *host, int port);
 void cn_lt_dht_put(cn_lt *lt, const uint8_t pk[32], const uint8_t *salt, size_t salt_len, uint64_t seq,
                    const uint8_t sig[64], const uint8_t *value, size_t len);
 void cn_lt_dht_get(cn_lt *lt, const uint8_t pk[32], const uint8_t *salt, size_t salt_len);
+/* Hands a namespace's signed root straight to the node at host:port (a DHT query of our
+ * own, FORMAT.md §11.2), so a follower need not wait for its next poll. It arrives there
+ * as a CN_LT_ITEM with pushed set. Fire and forget: a lost push costs one poll interval. */
+#define CN_LT_ROOT_PUSH_QUERY "cairn_root"
+#define CN_LT_ROOT_PUSH_VERSION 1
+void cn_lt_push_root(cn_lt *lt, const char *host, int port, const uint8_t pk[32], uint64_t seq,
+                     const uint8_t sig[64], const uint8_t *value, size_t len);
 void cn_lt_dht_announce(cn_lt *lt, const uint8_t ih[32], int port);
 void cn_lt_dht_get_peers(cn_lt *lt, const uint8_t ih[32]);
 

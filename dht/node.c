@@ -28,7 +28,7 @@
 
 #define FETCH_TIMEOUT_MS 30000
 #define METADATA_WAIT_MS 10000
-#define RESOLVE_EVERY_MS 2000
+#define RESOLVE_EVERY_MS 2000 /* CAIRN_POLL_MS overrides it (docs/PEERS.md) */
 #define PUBLISH_EVERY_MS 30000
 #define CONNECT_EVERY_MS 5000
 #define TICK_MS 200
@@ -60,6 +60,7 @@ typedef struct {
   uint8_t pk[CN_PK_BYTES];
   enum cn_follow how;
   uint64_t handled_seq;
+  uint64_t pushed_seq; /* the newest root handed to the known peers (cn_lt_push_root) */
   int64_t next_resolve, next_publish;
 } follow;
 
@@ -97,6 +98,7 @@ struct cn_node {
   size_t n_met, cap_met;
   uint64_t hash_failures, bans;
   int64_t next_connect, next_sweep, next_meet;
+  int resolve_every_ms;
   int stop;
   pthread_t maint;
   int sock_fd;
@@ -333,7 +335,9 @@ static int adopt(cn_node *n, const uint8_t ih[CN_ID_BYTES], const uint8_t id[CN_
 }
 
 /* Adopts every file of a pack that is complete in the session but not in the store, in
- * one batch (two syncfs calls, not two fsyncs per file: hosts take thousands at once). */
+ * one batch (two syncfs calls, not two fsyncs per file: hosts take thousands at once).
+ * Called with mu held; drops it while checking and syncing the batch (up to a second
+ * for thousands of files), so readers and libtorrent's events are not held up. */
 static void sweep_pack(cn_node *n, pack *p)
 {
   if (!p->added || p->max_index < 0)
@@ -356,10 +360,13 @@ static void sweep_pack(cn_node *n, pack *p)
       paths[k] = path;
       memcpy(ids[k++], p->files[i].id, CN_ID_BYTES);
     }
-  if (k && store_adopt_files(n->s, paths, (const uint8_t(*)[CN_ID_BYTES])ids, k) < 0)
-    cn_log("%s", cn_err());
-  if (k)
+  if (k) {
+    pthread_mutex_unlock(&n->mu);
+    if (store_adopt_files(n->s, paths, (const uint8_t(*)[CN_ID_BYTES])ids, k) < 0)
+      cn_log("%s", cn_err());
+    pthread_mutex_lock(&n->mu);
     pthread_cond_broadcast(&n->cv);
+  }
   for (size_t i = 0; i < k; i++)
     free((char *)paths[i]);
   free(paths);
@@ -609,6 +616,16 @@ void cn_node_publish_items(cn_node *n)
 
 /* ---- alerts ---- */
 
+static int is_followed(cn_node *n, const uint8_t pk[CN_PK_BYTES])
+{
+  pthread_mutex_lock(&n->mu);
+  int found = 0;
+  for (size_t i = 0; i < n->n_fol && !found; i++)
+    found = !memcmp(n->fol[i].pk, pk, CN_PK_BYTES);
+  pthread_mutex_unlock(&n->mu);
+  return found;
+}
+
 static void on_event(const cn_lt_event *ev, void *ctx)
 {
   cn_node *n = ctx;
@@ -620,6 +637,8 @@ static void on_event(const cn_lt_event *ev, void *ctx)
         hear_item(n, ev);
       break;
     }
+    if (ev->pushed && !is_followed(n, ev->pk))
+      break; /* nobody asked for it: storing it would let anyone fill our index */
     cn_root root = {.seq = ev->seq, .value_len = ev->value_len};
     cn_root_value rv;
     if (ev->value_len <= CN_ROOT_VALUE_MAX && cn_root_value_parse(ev->value, ev->value_len, &rv) == 0) {
@@ -691,11 +710,34 @@ static void on_event(const cn_lt_event *ev, void *ctx)
 
 /* ---- the maintenance loop ---- */
 
-static void publish(cn_node *n, const uint8_t pk[CN_PK_BYTES])
+typedef struct {
+  cn_node *n;
+  const uint8_t *pk;
+  const cn_root *root;
+} push_ctx;
+
+static int push_one(const char *host, int port, void *ctx)
+{
+  push_ctx *p = ctx;
+  cn_lt_push_root(p->n->lt, host, port, p->pk, p->root->seq, p->root->sig, p->root->value,
+                  p->root->value_len);
+  return 0;
+}
+
+/* Puts the root into the DHT and, when it is newer than what the known peers were last
+ * handed, pushes it to them: followers then see a commit at once instead of at their next
+ * poll (FORMAT §11.2). */
+static void publish(cn_node *n, follow *f)
 {
   cn_root root;
-  if (cn_store_root_get(n->s, pk, &root) == 0)
-    cn_lt_dht_put(n->lt, pk, NULL, 0, root.seq, root.sig, root.value, root.value_len);
+  if (cn_store_root_get(n->s, f->pk, &root) < 0)
+    return;
+  cn_lt_dht_put(n->lt, f->pk, NULL, 0, root.seq, root.sig, root.value, root.value_len);
+  if (root.seq > f->pushed_seq) {
+    push_ctx p = {n, f->pk, &root};
+    cn_peers_foreach(n->s, push_one, &p);
+    f->pushed_seq = root.seq;
+  }
 }
 
 static int connect_one(const char *host, int port, void *ctx)
@@ -724,10 +766,10 @@ static void handle_follow(cn_node *n, follow *f, int64_t t)
   }
   if (t >= f->next_resolve) {
     cn_lt_dht_get(n->lt, f->pk, NULL, 0);
-    f->next_resolve = t + RESOLVE_EVERY_MS;
+    f->next_resolve = t + n->resolve_every_ms;
   }
   if (t >= f->next_publish) {
-    publish(n, f->pk);
+    publish(n, f);
     f->next_publish = t + PUBLISH_EVERY_MS;
   }
 }
@@ -1071,6 +1113,8 @@ int cn_node_start(cn_store *s, const char *listen_on, cn_node **out)
   if (!n)
     abort();
   n->s = s;
+  const char *poll_ms = getenv("CAIRN_POLL_MS");
+  n->resolve_every_ms = poll_ms && atoi(poll_ms) >= 100 ? atoi(poll_ms) : RESOLVE_EVERY_MS;
   pthread_mutex_init(&n->mu, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);

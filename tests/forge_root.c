@@ -1,5 +1,6 @@
 /* Test helper: puts a BEP 44 root for a namespace into the DHT, signed by a key that is
- * not the namespace's. Usage: forge_root HOST:PORT VERIFY-CAP. Exit 0 once the put ran. */
+ * not the namespace's, and pushes the same root straight to the node at HOST:PORT
+ * (cn_lt_push_root). Usage: forge_root HOST:PORT VERIFY-CAP. Exit 0 once the put ran. */
 #include "crypto/crypto.h"
 #include "dht/dht.h"
 #include "dht/lt.h"
@@ -48,6 +49,7 @@ int main(int argc, char **argv)
   cn_lt_dht_add_node(lt, host, port);
   sleep(2); /* let the routing table fill */
   cn_lt_dht_put(lt, key.pk, NULL, 0, root.seq, root.sig, root.value, root.value_len);
+  cn_lt_push_root(lt, host, port, key.pk, root.seq, root.sig, root.value, root.value_len);
   for (int i = 0; i < 100 && !put_done; i++)
     usleep(100000);
   cn_lt_stop(lt);
