@@ -766,7 +766,8 @@ static void handle_follow(cn_node *n, follow *f, int64_t t)
   }
   if (t >= f->next_resolve) {
     cn_lt_dht_get(n->lt, f->pk, NULL, 0);
-    f->next_resolve = t + n->resolve_every_ms;
+    /* until a first root arrives (the DHT may still be filling), ask at the usual pace */
+    f->next_resolve = t + (seq ? n->resolve_every_ms : RESOLVE_EVERY_MS);
   }
   if (t >= f->next_publish) {
     publish(n, f);
