@@ -40,6 +40,14 @@ void cn_sha256_add(cn_sha256_stream *s, const void *data, size_t len);
 void cn_sha256_end(cn_sha256_stream *s, uint8_t out[32]);
 /* BitTorrent v2 (BEP 52) merkle root over 16 KiB leaves; len must be > 0. */
 void cn_chunk_id(const void *data, size_t len, uint8_t id[CN_ID_BYTES]);
+/* Packs use 32 KiB pieces. An object longer than one piece has a piece layer (the tree's
+ * level above the leaves) of cn_piece_count(len) hashes, which a pack's torrent carries;
+ * a shorter one has none (its ID stands for its only piece). */
+#define CN_PIECE_BYTES 32768u
+#define cn_piece_count(len) ((len) > CN_PIECE_BYTES ? ((len) + CN_PIECE_BYTES - 1) / CN_PIECE_BYTES : 0)
+/* cn_chunk_id that also writes the piece layer into pieces (cn_piece_count(len) entries)
+ * when pieces is not NULL, at no extra hashing. */
+void cn_chunk_id_pieces(const void *data, size_t len, uint8_t id[CN_ID_BYTES], uint8_t (*pieces)[32]);
 
 /* ---- namespace keys ---- */
 enum cn_access { CN_ACCESS_VERIFY = 1, CN_ACCESS_READ = 2, CN_ACCESS_WRITE = 3 };

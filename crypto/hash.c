@@ -60,18 +60,24 @@ void cn_sha256_end(cn_sha256_stream *s, uint8_t out[32])
   EVP_MD_CTX_free((EVP_MD_CTX *)s);
 }
 
-/* Hashes pairs in place, layer by layer, until one node is left. */
-static void merkle_reduce(uint8_t *nodes, size_t count, uint8_t root[32])
+/* Hashes pairs in place, layer by layer, until one node is left; the first layer above
+ * the leaves is copied out to pieces when asked for. */
+static void merkle_reduce(uint8_t *nodes, size_t count, uint8_t root[32], uint8_t (*pieces)[32],
+                          size_t n_pieces)
 {
   while (count > 1) {
     for (size_t i = 0; i < count / 2; i++)
       cn_sha256(nodes + 64 * i, 64, nodes + 32 * i);
     count /= 2;
+    if (pieces) {
+      memcpy(pieces, nodes, n_pieces * 32);
+      pieces = NULL;
+    }
   }
   memcpy(root, nodes, 32);
 }
 
-void cn_chunk_id(const void *data, size_t len, uint8_t id[CN_ID_BYTES])
+void cn_chunk_id_pieces(const void *data, size_t len, uint8_t id[CN_ID_BYTES], uint8_t (*pieces)[32])
 {
   const uint8_t *p = data;
   size_t leaves = (len + LEAF_BYTES - 1) / LEAF_BYTES;
@@ -91,7 +97,13 @@ void cn_chunk_id(const void *data, size_t len, uint8_t id[CN_ID_BYTES])
     size_t n = len - off < LEAF_BYTES ? len - off : LEAF_BYTES;
     cn_sha256(p + off, n, nodes + 32 * i);
   }
-  merkle_reduce(nodes, padded, id);
+  size_t n_pieces = cn_piece_count(len);
+  merkle_reduce(nodes, padded, id, n_pieces ? pieces : NULL, n_pieces);
   if (nodes != stack_nodes)
     free(nodes);
+}
+
+void cn_chunk_id(const void *data, size_t len, uint8_t id[CN_ID_BYTES])
+{
+  cn_chunk_id_pieces(data, len, id, NULL);
 }

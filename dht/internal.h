@@ -22,11 +22,19 @@ struct cn_store {
   int repair;
   cn_store_root_fn on_root;
   void *on_root_ctx;
+  /* Piece layers of objects stored since they were last packed, computed with their IDs,
+   * so making a pack hashes nothing again (bounded: past the bound, packing rehashes). */
+  struct piece_layer { struct piece_layer *next; uint8_t id[CN_ID_BYTES]; uint8_t *hashes; } **layers;
+  size_t layer_bytes;
 };
 
 void store_chunk_relpath(const uint8_t id[CN_ID_BYTES], char out[80]);
 /* Writes data to dirfd/name via a temporary file, fsync, rename, fsync of the directory. */
 int store_write_file_atomic(int dirfd, const char *name, const void *data, size_t len, mode_t mode);
+/* The piece layer of a stored object (malloc'd, cn_piece_count(size) hashes; NULL with 0
+ * when it has none): kept from when it was stored, else hashed from its file, which must
+ * hash to id. */
+int store_piece_layer(cn_store *s, const uint8_t id[CN_ID_BYTES], uint64_t size, uint8_t **layer);
 /* Links an already durable file at abspath into the store as chunk id after checking that
  * its bytes hash to id; 0 also when the chunk was already there. */
 int store_adopt_file(cn_store *s, const char *path, const uint8_t id[CN_ID_BYTES]);

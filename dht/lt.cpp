@@ -4,6 +4,9 @@
 // dropping each other, Nagle on request/response traffic).
 
 #include "dht/lt.h"
+extern "C" {
+#include "crypto/crypto.h"
+}
 
 #include <libtorrent/alert_types.hpp>
 #include <libtorrent/bencode.hpp>
@@ -447,9 +450,9 @@ static std::string chunk_path(const uint8_t id[32]) {
   return "chunks/" + h.substr(0, 2) + "/" + h.substr(2, 2) + "/" + h;
 }
 
-extern "C" int cn_lt_pack_create(const uint8_t (*ids)[32], const uint64_t *sizes, size_t n,
-                                 const char *data_root, uint8_t **torrent, size_t *torrent_len,
-                                 uint8_t ih[32], char *err, size_t err_len) {
+extern "C" int cn_lt_pack_create(const uint8_t (*ids)[32], const uint64_t *sizes,
+                                 const uint8_t *const *layers, size_t n, uint8_t **torrent,
+                                 size_t *torrent_len, uint8_t ih[32], char *err, size_t err_len) {
   try {
     if (n == 0) {
       copy_err(err, err_len, "an empty pack");
@@ -461,6 +464,7 @@ extern "C" int cn_lt_pack_create(const uint8_t (*ids)[32], const uint64_t *sizes
     std::sort(order.begin(), order.end(),
               [ids](size_t a, size_t b) { return memcmp(ids[a], ids[b], 32) < 0; });
     lt::file_storage fs;
+    std::vector<size_t> object_of_file;
     const uint8_t *prev = nullptr;
     for (size_t i : order) {
       if (prev && memcmp(prev, ids[i], 32) == 0) continue;
@@ -470,21 +474,32 @@ extern "C" int cn_lt_pack_create(const uint8_t (*ids)[32], const uint64_t *sizes
         return -EINVAL;
       }
       fs.add_file(chunk_path(ids[i]), static_cast<std::int64_t>(sizes[i]));
+      object_of_file.push_back(i);
     }
     // Two blocks per piece. After a peer sends bad data, 2.0.8 asks for block hashes:
     // with pieces as big as a chunk (so a torrent would follow from the IDs alone) it
     // then crashes, and with one-block pieces it calls the good peers' answers invalid
     // and stalls for a minute. Measured here; see docs/FORMAT.md.
-    lt::create_torrent ct(fs, 32768, lt::create_torrent::v2_only);
-    lt::error_code ec;
-    lt::set_piece_hashes(ct, data_root, ec);
-    if (ec) {
-      copy_err(err, err_len, ec.message());
-      return -EIO;
-    }
-    // The chunk files were checked against their IDs when stored; a pack whose roots
-    // differ from the IDs would be refused by every reader, so check here too.
+    lt::create_torrent ct(fs, CN_PIECE_BYTES, lt::create_torrent::v2_only);
     const lt::file_storage &cfs = ct.files();
+    size_t next = 0;
+    for (auto f : cfs.file_range()) {
+      if (cfs.pad_file_at(f)) continue;
+      size_t obj = object_of_file[next++];
+      int pieces = cfs.file_num_pieces(f);
+      if (pieces == 1) {
+        ct.set_hash2(f, 0, lt::sha256_hash(reinterpret_cast<const char *>(ids[obj])));
+        continue;
+      }
+      if (!layers[obj] || static_cast<uint64_t>(pieces) != cn_piece_count(sizes[obj])) {
+        copy_err(err, err_len, "chunk " + cfs.file_name(f).to_string() + " has no piece layer");
+        return -EINVAL;
+      }
+      for (int p = 0; p < pieces; p++)
+        ct.set_hash2(f, p, lt::sha256_hash(reinterpret_cast<const char *>(layers[obj] + 32 * p)));
+    }
+    // The torrent's file roots come from the layers given; a pack whose roots differ from
+    // the IDs would be refused by every reader, so check them.
     std::vector<char> buf;
     lt::bencode(std::back_inserter(buf), ct.generate());
     lt::torrent_info ti(buf, lt::from_span);
@@ -501,11 +516,10 @@ extern "C" int cn_lt_pack_create(const uint8_t (*ids)[32], const uint64_t *sizes
       }
       hex[64] = 0;
       if (name != hex) {
-        copy_err(err, err_len, "chunk file " + name + " does not hash to its name");
+        copy_err(err, err_len, "the piece layer of chunk " + name + " does not hash to its name");
         return -EIO;
       }
     }
-    (void)cfs;
     memcpy(ih, ti.info_hashes().v2.data(), 32);
     *torrent = static_cast<uint8_t *>(malloc(buf.size()));
     if (!*torrent) return -ENOMEM;
@@ -537,8 +551,12 @@ extern "C" int cn_lt_torrent_parse(const uint8_t *torrent, size_t len, uint8_t i
   const lt::file_storage &fs = ti.files();
   for (auto f : fs.file_range()) {
     if (fs.pad_file_at(f)) continue;
+    auto layer = ti.piece_layer(f);
+    const uint8_t *layer_bytes =
+        fs.file_num_pieces(f) > 1 && static_cast<size_t>(layer.size()) == 32u * static_cast<size_t>(fs.file_num_pieces(f))
+            ? reinterpret_cast<const uint8_t *>(layer.data()) : nullptr;
     int rc = fn(static_cast<int>(f), fs.file_path(f).c_str(),
-                static_cast<uint64_t>(fs.file_size(f)), ctx);
+                static_cast<uint64_t>(fs.file_size(f)), layer_bytes, ctx);
     if (rc) return rc;
   }
   return 0;

@@ -78,15 +78,19 @@ void cn_lt_push_root(cn_lt *lt, const char *host, int port, const uint8_t pk[32]
 void cn_lt_dht_announce(cn_lt *lt, const uint8_t ih[32], int port);
 void cn_lt_dht_get_peers(cn_lt *lt, const uint8_t ih[32]);
 
-/* Torrents. A pack is a v2-only torrent with 16 KiB pieces whose files are
- * "chunks/<h0h1>/<h2h3>/<hex id>" under data_root, so each file's pieces root is its
- * chunk ID. Reads the files to hash them; returns malloc'd .torrent bytes and the ih. */
-int cn_lt_pack_create(const uint8_t (*ids)[32], const uint64_t *sizes, size_t n,
-                      const char *data_root, uint8_t **torrent, size_t *torrent_len,
-                      uint8_t ih[32], char *err, size_t err_len);
-/* Parses .torrent bytes: its ih and each file's path and size, in file order (pad files
- * skipped; file index = the libtorrent index passed to fn). */
-typedef int (*cn_lt_file_fn)(int file, const char *path, uint64_t size, void *ctx);
+/* Torrents. A pack is a v2-only torrent with CN_PIECE_BYTES pieces whose files are
+ * "chunks/<h0h1>/<h2h3>/<hex id>", so each file's pieces root is its chunk ID. layers[i]
+ * is object i's piece layer (cn_piece_count(sizes[i]) hashes; NULL when it has none): no
+ * file is read. The layers are checked against the IDs. Returns malloc'd .torrent bytes
+ * and the ih. */
+int cn_lt_pack_create(const uint8_t (*ids)[32], const uint64_t *sizes, const uint8_t *const *layers,
+                      size_t n, uint8_t **torrent, size_t *torrent_len, uint8_t ih[32], char *err,
+                      size_t err_len);
+/* Parses .torrent bytes: its ih and each file's path, size and piece layer (NULL for a
+ * file of one piece), in file order (pad files skipped; file index = the libtorrent index
+ * passed to fn). */
+typedef int (*cn_lt_file_fn)(int file, const char *path, uint64_t size, const uint8_t *layer,
+                             void *ctx);
 int cn_lt_torrent_parse(const uint8_t *torrent, size_t len, uint8_t ih[32], cn_lt_file_fn fn,
                         void *ctx, char *err, size_t err_len);
 

@@ -172,8 +172,9 @@ typedef struct {
   int err;
 } load_ctx;
 
-static int load_file(int file, const char *path, uint64_t size, void *ctx)
+static int load_file(int file, const char *path, uint64_t size, const uint8_t *layer, void *ctx)
 {
+  (void)layer;
   load_ctx *l = ctx;
   const char *base = strrchr(path, '/');
   base = base ? base + 1 : path;

@@ -94,23 +94,25 @@ static int id_of_path(const char *path, uint8_t id[CN_ID_BYTES])
   return 0;
 }
 
+typedef int (*object_fn)(const uint8_t id[CN_ID_BYTES], uint64_t size, const uint8_t *layer, void *ctx);
+
 typedef struct {
-  int (*fn)(const uint8_t id[CN_ID_BYTES], uint64_t size, void *ctx);
+  object_fn fn;
   void *ctx;
 } foreach_ctx;
 
-static int foreach_file(int file, const char *path, uint64_t size, void *ctx)
+static int foreach_file(int file, const char *path, uint64_t size, const uint8_t *layer, void *ctx)
 {
   (void)file;
   foreach_ctx *f = ctx;
   uint8_t id[CN_ID_BYTES];
   if (id_of_path(path, id) < 0)
     return cn_fail(EBADMSG, "pack file %s is not named by a chunk ID", path);
-  return f->fn(id, size, f->ctx);
+  return f->fn(id, size, layer, f->ctx);
 }
 
-int cn_store_pack_foreach(cn_store *s, const uint8_t ih[CN_ID_BYTES],
-                          int (*fn)(const uint8_t id[CN_ID_BYTES], uint64_t size, void *ctx), void *ctx)
+/* Calls fn for every object of a pack, with its piece layer from the torrent. */
+static int pack_foreach(cn_store *s, const uint8_t ih[CN_ID_BYTES], object_fn fn, void *ctx)
 {
   uint8_t *t, got[CN_ID_BYTES];
   size_t len;
@@ -129,23 +131,78 @@ int cn_store_pack_foreach(cn_store *s, const uint8_t ih[CN_ID_BYTES],
 }
 
 typedef struct {
+  int (*fn)(const uint8_t id[CN_ID_BYTES], uint64_t size, void *ctx);
+  void *ctx;
+} plain_ctx;
+
+static int without_layer(const uint8_t id[CN_ID_BYTES], uint64_t size, const uint8_t *layer, void *ctx)
+{
+  (void)layer;
+  plain_ctx *p = ctx;
+  return p->fn(id, size, p->ctx);
+}
+
+int cn_store_pack_foreach(cn_store *s, const uint8_t ih[CN_ID_BYTES],
+                          int (*fn)(const uint8_t id[CN_ID_BYTES], uint64_t size, void *ctx), void *ctx)
+{
+  plain_ctx p = {fn, ctx};
+  return pack_foreach(s, ih, without_layer, &p);
+}
+
+typedef struct {
+  cn_store *s;
   uint8_t (*ids)[CN_ID_BYTES];
   uint64_t *sizes;
+  uint8_t **layers; /* each malloc'd, or NULL for an object of one piece */
   size_t n, cap;
 } obj_list;
 
-static int list_add(const uint8_t id[CN_ID_BYTES], uint64_t size, void *ctx)
+static void list_grow(obj_list *l)
+{
+  if (l->n < l->cap)
+    return;
+  l->cap = l->cap ? 2 * l->cap : 256;
+  l->ids = realloc(l->ids, l->cap * CN_ID_BYTES);
+  l->sizes = realloc(l->sizes, l->cap * sizeof *l->sizes);
+  l->layers = realloc(l->layers, l->cap * sizeof *l->layers);
+  if (!l->ids || !l->sizes || !l->layers)
+    abort();
+}
+
+/* Adds an object with a copy of the piece layer a pack torrent gives; a torrent fetched by
+ * info-hash has none, and then the layer comes from the store. */
+static int list_add(const uint8_t id[CN_ID_BYTES], uint64_t size, const uint8_t *layer, void *ctx)
 {
   obj_list *l = ctx;
-  if (l->n == l->cap) {
-    l->cap = l->cap ? 2 * l->cap : 256;
-    l->ids = realloc(l->ids, l->cap * CN_ID_BYTES);
-    l->sizes = realloc(l->sizes, l->cap * sizeof *l->sizes);
-    if (!l->ids || !l->sizes)
-      abort();
-  }
+  size_t bytes = (size_t)cn_piece_count(size) * 32;
+  list_grow(l);
   memcpy(l->ids[l->n], id, CN_ID_BYTES);
-  l->sizes[l->n++] = size;
+  l->sizes[l->n] = size;
+  l->layers[l->n] = NULL;
+  if (bytes && layer) {
+    if (!(l->layers[l->n] = malloc(bytes)))
+      abort();
+    memcpy(l->layers[l->n], layer, bytes);
+  } else if (bytes) {
+    int rc = store_piece_layer(l->s, id, size, &l->layers[l->n]);
+    if (rc < 0)
+      return rc;
+  }
+  l->n++;
+  return 0;
+}
+
+static void list_clear(obj_list *l)
+{
+  for (size_t i = 0; i < l->n; i++)
+    free(l->layers[i]);
+  l->n = 0;
+}
+
+static int count_object(const uint8_t id[CN_ID_BYTES], uint64_t size, const uint8_t *layer, void *ctx)
+{
+  (void)id, (void)size, (void)layer;
+  ++*(size_t *)ctx;
   return 0;
 }
 
@@ -154,8 +211,8 @@ static int write_pack(cn_store *s, obj_list *l, uint8_t ih[CN_ID_BYTES])
   uint8_t *t;
   size_t len;
   char err[256];
-  int rc = cn_lt_pack_create((const uint8_t(*)[32])l->ids, l->sizes, l->n, s->home, &t, &len, ih,
-                             err, sizeof err);
+  int rc = cn_lt_pack_create((const uint8_t(*)[32])l->ids, l->sizes, (const uint8_t *const *)l->layers,
+                             l->n, &t, &len, ih, err, sizeof err);
   if (rc < 0)
     return cn_fail(-rc, "cannot make a pack: %s", err);
   char name[96];
@@ -170,25 +227,24 @@ static int write_pack(cn_store *s, obj_list *l, uint8_t ih[CN_ID_BYTES])
 
 static ssize_t pack_objects(cn_store *s, const uint8_t ih[CN_ID_BYTES])
 {
-  obj_list l = {0};
-  int rc = cn_store_pack_foreach(s, ih, list_add, &l);
-  free(l.ids);
-  free(l.sizes);
-  return rc < 0 ? rc : (ssize_t)l.n;
+  size_t n = 0;
+  int rc = pack_foreach(s, ih, count_object, &n);
+  return rc < 0 ? rc : (ssize_t)n;
 }
 
 int cn_store_pack_add(cn_store *s, cn_root_value *v, const uint8_t (*ids)[CN_ID_BYTES], size_t n)
 {
-  obj_list l = {0};
+  obj_list l = {.s = s};
   int rc = 0;
   for (size_t i = 0; !rc && i < n; i++) {
     char rel[80];
     struct stat st;
     store_chunk_relpath(ids[i], rel);
-    if (fstatat(s->home_fd, rel, &st, 0) < 0)
+    if (fstatat(s->home_fd, rel, &st, 0) < 0) {
       rc = cn_fail(errno, "cannot pack %s: %s", rel, strerror(errno));
-    else
-      list_add(ids[i], (uint64_t)st.st_size, &l);
+      break;
+    }
+    rc = list_add(ids[i], (uint64_t)st.st_size, NULL, &l);
   }
   uint8_t ih[CN_ID_BYTES];
   if (!rc && l.n)
@@ -200,7 +256,7 @@ int cn_store_pack_add(cn_store *s, cn_root_value *v, const uint8_t (*ids)[CN_ID_
       memcpy(v->packs[v->n_packs++], ih, CN_ID_BYTES);
   }
   /* Merge the last two while the older is at most twice the newer (a binary counter), or
-   * while the list is full. */
+   * while the list is full. The merged torrent takes the piece layers of the two. */
   while (!rc && v->n_packs >= 2) {
     ssize_t older = pack_objects(s, v->packs[v->n_packs - 2]);
     ssize_t newer = pack_objects(s, v->packs[v->n_packs - 1]);
@@ -208,17 +264,19 @@ int cn_store_pack_add(cn_store *s, cn_root_value *v, const uint8_t (*ids)[CN_ID_
       break; /* a pack this node has not got: leave the list as it is */
     if (older > 2 * newer && v->n_packs < CN_PACKS_MAX - 1)
       break;
-    l.n = 0;
-    rc = cn_store_pack_foreach(s, v->packs[v->n_packs - 2], list_add, &l);
+    list_clear(&l);
+    rc = pack_foreach(s, v->packs[v->n_packs - 2], list_add, &l);
     if (!rc)
-      rc = cn_store_pack_foreach(s, v->packs[v->n_packs - 1], list_add, &l);
+      rc = pack_foreach(s, v->packs[v->n_packs - 1], list_add, &l);
     if (!rc)
       rc = write_pack(s, &l, ih);
     if (!rc)
       memcpy(v->packs[--v->n_packs - 1], ih, CN_ID_BYTES);
   }
+  list_clear(&l);
   free(l.ids);
   free(l.sizes);
+  free(l.layers);
   return rc;
 }
 

@@ -22,6 +22,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define LAYER_BUCKETS 4096
+#define LAYER_CACHE_MAX (64u << 20) /* piece layers of 64 GiB of unpacked objects */
+
 #define INDEX_MAP_SIZE (64ull << 30) /* virtual; LMDB files grow as needed */
 /* One version for the home's layout, the index's databases and the keyring's format. */
 #define HOME_FORMAT "cairn-home 2\n"
@@ -273,6 +276,14 @@ void cn_store_close(cn_store *s)
   if (s->home_fd >= 0)
     close(s->home_fd);
   pthread_mutex_destroy(&s->lock);
+  for (size_t b = 0; s->layers && b < LAYER_BUCKETS; b++)
+    while (s->layers[b]) {
+      struct piece_layer *l = s->layers[b];
+      s->layers[b] = l->next;
+      free(l->hashes);
+      free(l);
+    }
+  free(s->layers);
   free(s->pending);
   free(s->home);
   free(s);
@@ -352,13 +363,96 @@ static int write_all(int fd, const uint8_t *p, size_t len)
   return 0;
 }
 
+static int read_chunk_file(cn_store *s, const uint8_t id[CN_ID_BYTES], uint8_t **data, size_t *len);
+
+static size_t layer_bucket(const uint8_t id[CN_ID_BYTES])
+{
+  return ((size_t)id[0] << 8 | id[1]) % LAYER_BUCKETS;
+}
+
+/* Keeps (takes) an object's piece layer until it is packed; caller holds s->lock. */
+static void layer_keep(cn_store *s, const uint8_t id[CN_ID_BYTES], uint8_t *hashes, size_t bytes)
+{
+  if (!s->layers && !(s->layers = calloc(LAYER_BUCKETS, sizeof *s->layers)))
+    abort();
+  struct piece_layer **b = &s->layers[layer_bucket(id)];
+  for (struct piece_layer *l = *b; l; l = l->next)
+    if (!memcmp(l->id, id, CN_ID_BYTES)) {
+      free(hashes);
+      return;
+    }
+  struct piece_layer *l = malloc(sizeof *l);
+  if (!l || s->layer_bytes + bytes > LAYER_CACHE_MAX) {
+    free(l);
+    free(hashes);
+    return;
+  }
+  memcpy(l->id, id, CN_ID_BYTES);
+  l->hashes = hashes;
+  l->next = *b;
+  *b = l;
+  s->layer_bytes += bytes;
+}
+
+static uint8_t *layer_take(cn_store *s, const uint8_t id[CN_ID_BYTES], size_t bytes)
+{
+  uint8_t *hashes = NULL;
+  pthread_mutex_lock(&s->lock);
+  for (struct piece_layer **p = s->layers ? &s->layers[layer_bucket(id)] : NULL; p && *p; p = &(*p)->next)
+    if (!memcmp((*p)->id, id, CN_ID_BYTES)) {
+      struct piece_layer *l = *p;
+      *p = l->next;
+      hashes = l->hashes;
+      s->layer_bytes -= bytes;
+      free(l);
+      break;
+    }
+  pthread_mutex_unlock(&s->lock);
+  return hashes;
+}
+
+int store_piece_layer(cn_store *s, const uint8_t id[CN_ID_BYTES], uint64_t size, uint8_t **layer)
+{
+  size_t bytes = (size_t)cn_piece_count(size) * 32;
+  *layer = NULL;
+  if (!bytes)
+    return 0;
+  if ((*layer = layer_take(s, id, bytes)))
+    return 0;
+  uint8_t *buf, actual[CN_ID_BYTES];
+  size_t len;
+  int rc = read_chunk_file(s, id, &buf, &len);
+  if (rc < 0)
+    return rc;
+  uint8_t *hashes = len == size ? malloc(bytes) : NULL;
+  if (hashes)
+    cn_chunk_id_pieces(buf, len, actual, (uint8_t(*)[32])hashes);
+  free(buf);
+  if (!hashes || memcmp(actual, id, CN_ID_BYTES)) {
+    free(hashes);
+    char hex[CN_HEX_ID_LEN + 1];
+    cn_hex(id, CN_ID_BYTES, hex);
+    cn_log("chunk %s is corrupt: its content does not hash to its name (%s)", hex,
+           cn_store_chunk_path(s, id));
+    return cn_fail(EIO, "chunk %s is corrupt", hex);
+  }
+  *layer = hashes;
+  return 0;
+}
+
 int cn_store_put(cn_store *s, const uint8_t *data, size_t len, uint8_t id[CN_ID_BYTES])
 {
   if (len == 0)
     return cn_fail(EINVAL, "empty chunks are not stored");
-  cn_chunk_id(data, len, id);
-  if (cn_store_has(s, id))
+  size_t layer_bytes = (size_t)cn_piece_count(len) * 32;
+  uint8_t *layer = layer_bytes ? malloc(layer_bytes) : NULL;
+  if (layer_bytes && !layer)
+    abort();
+  cn_chunk_id_pieces(data, len, id, (uint8_t(*)[32])layer);
+  if (cn_store_has(s, id)) {
+    free(layer);
     return 0;
+  }
   struct staged st;
   memcpy(st.id, id, CN_ID_BYTES);
   pthread_mutex_lock(&s->lock);
@@ -367,16 +461,21 @@ int cn_store_put(cn_store *s, const uint8_t *data, size_t len, uint8_t id[CN_ID_
   char rel[128];
   tmp_relpath(&st, rel);
   int fd = openat(s->home_fd, rel, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0)
+  if (fd < 0) {
+    free(layer);
     return cn_fail(errno, "cannot stage chunk in %s/tmp: %s", s->home, strerror(errno));
+  }
   int rc = write_all(fd, data, len);
   if (close(fd) < 0 && !rc)
     rc = -errno;
   if (rc) {
+    free(layer);
     unlinkat(s->home_fd, rel, 0);
     return cn_fail(-rc, "cannot write chunk to %s/tmp: %s", s->home, strerror(-rc));
   }
   pthread_mutex_lock(&s->lock);
+  if (layer)
+    layer_keep(s, id, layer, layer_bytes);
   if (find_pending(s, id)) {
     /* another thread staged the same chunk meanwhile: keep one copy */
     pthread_mutex_unlock(&s->lock);

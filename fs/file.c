@@ -6,7 +6,6 @@
  */
 #include "fs/internal.h"
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -197,41 +196,39 @@ static size_t old_boundary(const cn_extent *old, size_t n_old, uint64_t pos)
   return 0;
 }
 
-/* Sealing (hashing, compressing, encrypting, storing) is most of the cost of writing, and
- * chunks are independent once cut: they are cut in batches and sealed by two threads. */
-#define BATCH_CHUNKS 8
-#define BATCH_WINDOW (BATCH_CHUNKS * CN_CHUNK_MAX)
+/* Chunking reads a window at a time, cuts it and hands its chunks to the sealing pool;
+ * while the pool seals one window the next is read and cut (two windows in turn). */
+#define WINDOW_BYTES (16u << 20)
+#define WINDOW_CHUNKS (WINDOW_BYTES / CN_CHUNK_MIN + 1)
 
 typedef struct {
-  cn_ns *ns;
-  size_t n;
-  const uint8_t *data[BATCH_CHUNKS];
-  size_t len[BATCH_CHUNKS], sealed_len[BATCH_CHUNKS];
-  cn_ref ref[BATCH_CHUNKS];
-  int rc[BATCH_CHUNKS];
-} seal_batch;
+  uint8_t *buf;
+  size_t have; /* bytes in buf, carried over or read */
+  fs_seal_job job;
+  fs_seal_task task[WINDOW_CHUNKS];
+} window;
 
-static void seal_every_other(seal_batch *b, size_t first)
+/* Waits for a window's chunks and appends their refs in order. */
+static int collect_window(cn_ns *ns, window *w, ref_list *refs, uint64_t *pos, int rc)
 {
-  for (size_t i = first; i < b->n; i += 2)
-    b->rc[i] = fs_seal_store(b->ns, b->data[i], b->len[i], &b->ref[i], &b->sealed_len[i]);
-}
-
-static void *seal_odd_chunks(void *arg)
-{
-  seal_every_other(arg, 1);
-  return NULL;
-}
-
-static void seal_in_parallel(seal_batch *b)
-{
-  pthread_t helper;
-  int threaded = b->n > 1 && pthread_create(&helper, NULL, seal_odd_chunks, b) == 0;
-  seal_every_other(b, 0);
-  if (threaded)
-    pthread_join(helper, NULL);
-  else
-    seal_every_other(b, 1);
+  fs_seal_wait(&w->job);
+  for (size_t i = 0; i < w->job.n && !rc; i++) {
+    fs_seal_task *t = &w->task[i];
+    if ((rc = t->rc) < 0)
+      break;
+    cn_ref *ref = ref_push(refs);
+    *ref = t->ref;
+    ref->len = t->len;
+    fs_note_chunk(ns, ref->id, t->sealed_len);
+    *pos += t->len;
+  }
+  w->job.n = 0;
+  if (!rc && ns->staged_bytes >= FLUSH_EVERY) {
+    rc = cn_store_flush(ns->store);
+    if (!rc)
+      ns->staged_bytes = 0;
+  }
+  return rc;
 }
 
 /* Chunks src into refs. Past byte `resync_after`, a cut that lands where an old chunk
@@ -239,57 +236,54 @@ static void seal_in_parallel(seal_batch *b)
 static int chunk_source(cn_ns *ns, byte_source *src, uint64_t pos, ref_list *refs,
                         const cn_extent *old, size_t n_old, uint64_t resync_after, uint64_t *size)
 {
-  uint8_t *buf = malloc(BATCH_WINDOW);
-  seal_batch *b = malloc(sizeof *b);
-  size_t have = 0;
-  int eof = 0, rc = 0, resynced = 0;
-  if (!buf || !b)
+  window *w = calloc(2, sizeof *w);
+  if (!w || !(w[0].buf = malloc(WINDOW_BYTES)) || !(w[1].buf = malloc(WINDOW_BYTES)))
     abort();
-  b->ns = ns;
-  while (!rc && !resynced) {
+  w[0].job.ns = w[1].job.ns = ns;
+  w[0].job.tasks = w[0].task;
+  w[1].job.tasks = w[1].task;
+  uint64_t cut_at = pos;
+  size_t splice_from = 0; /* old chunk index the rest is reused from, 0 for none */
+  int eof = 0, rc = 0, finished = 0, cur = 0;
+  window *sealing = NULL;
+  while (!rc && !finished) {
+    window *x = &w[cur];
     size_t got = 0;
-    if (!eof && (rc = source_fill(src, buf + have, BATCH_WINDOW - have, &got, &eof)) < 0)
+    if (!eof && (rc = source_fill(src, x->buf + x->have, WINDOW_BYTES - x->have, &got, &eof)) < 0)
       break;
-    have += got;
-    if (have == 0)
-      break;
+    x->have += got;
     /* cut while a whole chunk's worth is buffered (or the data has ended) */
     size_t consumed = 0;
-    b->n = 0;
-    while (b->n < BATCH_CHUNKS && consumed < have && (eof || have - consumed >= CN_CHUNK_MAX)) {
-      size_t cut = cn_chunker_cut(&ns->chunker, buf + consumed, have - consumed, eof);
-      b->data[b->n] = buf + consumed;
-      b->len[b->n++] = cut;
+    x->job.n = 0;
+    while (consumed < x->have && (eof || x->have - consumed >= CN_CHUNK_MAX)) {
+      size_t cut = cn_chunker_cut(&ns->chunker, x->buf + consumed, x->have - consumed, eof);
+      x->task[x->job.n].data = x->buf + consumed;
+      x->task[x->job.n++].len = cut;
       consumed += cut;
-    }
-    seal_in_parallel(b);
-    for (size_t i = 0; i < b->n && !rc && !resynced; i++) {
-      if ((rc = b->rc[i]) < 0)
+      cut_at += cut;
+      if (cut_at > resync_after && n_old && (splice_from = old_boundary(old, n_old, cut_at)))
         break;
-      cn_ref *ref = ref_push(refs);
-      *ref = b->ref[i];
-      ref->len = b->len[i];
-      fs_note_chunk(ns, ref->id, b->sealed_len[i]);
-      pos += b->len[i];
-      size_t same = pos > resync_after && n_old ? old_boundary(old, n_old, pos) : 0;
-      if (same) {
-        for (size_t j = same; j < n_old; j++) {
-          *ref_push(refs) = old[j].ref;
-          pos += old[j].ref.len;
-        }
-        resynced = 1;
-      }
     }
-    memmove(buf, buf + consumed, have - consumed);
-    have -= consumed;
-    if (!rc && ns->staged_bytes >= FLUSH_EVERY) {
-      if ((rc = cn_store_flush(ns->store)) < 0)
-        break;
-      ns->staged_bytes = 0;
-    }
+    finished = splice_from || (eof && consumed == x->have);
+    fs_seal_submit(&x->job);
+    if (sealing)
+      rc = collect_window(ns, sealing, refs, &pos, rc);
+    /* the other window is free now: the uncut tail moves there */
+    window *next = &w[1 - cur];
+    next->have = x->have - consumed;
+    memcpy(next->buf, x->buf + consumed, next->have);
+    sealing = x;
+    cur = 1 - cur;
   }
-  free(b);
-  free(buf);
+  if (sealing)
+    rc = collect_window(ns, sealing, refs, &pos, rc);
+  for (size_t j = splice_from; !rc && j && j < n_old; j++) {
+    *ref_push(refs) = old[j].ref;
+    pos += old[j].ref.len;
+  }
+  free(w[0].buf);
+  free(w[1].buf);
+  free(w);
   *size = pos;
   return rc;
 }

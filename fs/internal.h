@@ -65,6 +65,26 @@ int fs_get_object(cn_ns *ns, const uint8_t id[CN_ID_BYTES], const uint8_t key[CN
                   uint8_t **plain, size_t *len);
 int fs_note_chunk(cn_ns *ns, const uint8_t id[CN_ID_BYTES], size_t len);
 
+/* Chunks handed to the sealing pool (sealpool.c): fs_seal_store runs for each task on the
+ * pool's threads; fs_seal_wait returns once every task of the job has its rc. The tasks'
+ * data must stay untouched until then. */
+typedef struct {
+  const uint8_t *data;
+  size_t len;
+  cn_ref ref;
+  size_t sealed_len;
+  int rc;
+} fs_seal_task;
+typedef struct fs_seal_job {
+  cn_ns *ns;
+  fs_seal_task *tasks;
+  size_t n;
+  size_t next, done; /* the pool's own bookkeeping */
+  struct fs_seal_job *queued_next;
+} fs_seal_job;
+void fs_seal_submit(fs_seal_job *j);
+void fs_seal_wait(fs_seal_job *j);
+
 /* The entry at path (the namespace root for "/"). */
 int fs_lookup(cn_ns *ns, const char *path, cn_entry **out);
 

@@ -1834,6 +1834,12 @@ static int cairn_xattr(inode *n, const char *name, char *out, size_t cap)
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
   char value[CN_CAP_STR_MAX + 32];
+  /* Only cairn's own namespace exists (as for setxattr): "not supported" rather than "no
+   * such attribute" lets ls stop asking for ACLs and SELinux labels after the first file. */
+  if (strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX))) {
+    fuse_reply_err(req, ENOTSUP);
+    return;
+  }
   pthread_mutex_lock(&M.lock);
   inode *n = find_inode(ino);
   int rc = n ? cairn_xattr(n, name, value, sizeof value) : -ENOENT;

@@ -138,6 +138,9 @@ touch -m -d '2001-02-03 04:05:06' f1; touch -a -d '2002-02-03 04:05:06' f1
 [ "$(stat -c %Y f1)" = "$(date -d '2001-02-03 04:05:06' +%s)" ] && [ "$(stat -c %X f1)" = "$(date -d '2002-02-03 04:05:06' +%s)" ] \
   && ok "utimens keeps mtime and atime apart" || not_ok "utimens"
 getfattr --absolute-names --only-values -n user.cairn.chunks "$S/cp/a/b/random.bin" 2>/dev/null | grep -qE '^[0-9]+$' && ok "user.cairn.chunks on a file" || not_ok "chunks xattr"
+getfattr --absolute-names -n security.selinux "$S/cp/a/b/random.bin" 2>&1 | grep -q 'Operation not supported' \
+  && getfattr --absolute-names -n system.posix_acl_access "$S/cp/a/b/random.bin" 2>&1 | grep -q 'Operation not supported' \
+  && ok "xattrs outside user.cairn.* are not supported (ENOTSUP)" || not_ok "foreign xattr names"
 python3 - <<'PY' && ok "flock and fcntl locks exclude a second process" || not_ok "locks"
 import fcntl, os
 f = open('f1', 'r+')
