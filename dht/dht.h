@@ -36,6 +36,10 @@ int cn_store_node_seed(cn_store *s, uint8_t seed[CN_SEED_BYTES]);
 int cn_store_put(cn_store *s, const uint8_t *data, size_t len, uint8_t id[CN_ID_BYTES]);
 /* Reads and verifies; *data is malloc'd. -ENOENT if absent, -EIO if corrupt. */
 int cn_store_get(cn_store *s, const uint8_t id[CN_ID_BYTES], uint8_t **data, size_t *len);
+/* Reads without hashing, for callers that authenticate the bytes themselves (a sealed
+ * object's AEAD tag) and call cn_store_get when that fails, to have corruption named,
+ * logged and (with repair) set aside. */
+int cn_store_read(cn_store *s, const uint8_t id[CN_ID_BYTES], uint8_t **data, size_t *len);
 int cn_store_has(cn_store *s, const uint8_t id[CN_ID_BYTES]);
 /* Asks the kernel to start reading a stored chunk in the background (readahead). */
 void cn_store_prefetch(cn_store *s, const uint8_t id[CN_ID_BYTES]);

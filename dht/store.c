@@ -610,19 +610,25 @@ static int quarantine(cn_store *s, const uint8_t id[CN_ID_BYTES])
   return 0;
 }
 
-int cn_store_get(cn_store *s, const uint8_t id[CN_ID_BYTES], uint8_t **data, size_t *len)
+int cn_store_read(cn_store *s, const uint8_t id[CN_ID_BYTES], uint8_t **data, size_t *len)
 {
-  uint8_t *buf = NULL;
-  size_t size = 0;
-  int rc = read_chunk_file(s, id, &buf, &size);
+  int rc = read_chunk_file(s, id, data, len);
   if (rc == -ENOENT && s->fetch) {
     char why[256];
     snprintf(why, sizeof why, "%s", cn_err());
     rc = s->fetch(id, CN_FETCH_WAIT, s->fetch_ctx);
-    rc = rc < 0 ? rc : read_chunk_file(s, id, &buf, &size);
+    rc = rc < 0 ? rc : read_chunk_file(s, id, data, len);
     if (rc == -ENOENT)
       cn_fail(ENOENT, "%s, and no peer offered it", why);
   }
+  return rc;
+}
+
+int cn_store_get(cn_store *s, const uint8_t id[CN_ID_BYTES], uint8_t **data, size_t *len)
+{
+  uint8_t *buf = NULL;
+  size_t size = 0;
+  int rc = cn_store_read(s, id, &buf, &size);
   if (rc < 0)
     return rc;
   uint8_t actual[CN_ID_BYTES];

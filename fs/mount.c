@@ -47,6 +47,9 @@
 #define MAX_CACHE_PUSHES 4
 /* Chunk files read ahead (by the kernel, in the background) during sequential reads. */
 #define READAHEAD_CHUNKS 8
+/* Decrypted chunks kept per open file: the kernel's readahead has several threads reading
+ * neighbouring offsets at once, and each chunk should be decrypted only once. */
+#define READ_CACHE_CHUNKS 4
 /* Staging starts in memory (memfd: no file system inode to allocate and free for each of
  * thousands of small files) and moves to $CAIRN_HOME/tmp when a file grows past this. */
 #define MEM_STAGING_MAX (16u << 20)
@@ -85,8 +88,8 @@ struct inode {
   cn_extent *extents; /* chunk map of a clean file, built on first read */
   size_t n_extents;
   int have_extents;
-  uint8_t *cache;     /* the last chunk decrypted for reading */
-  size_t cache_len, cache_index;
+  struct cached_chunk { uint8_t *data; size_t len, index; uint64_t used; } cache[READ_CACHE_CHUNKS];
+  size_t loading[READ_CACHE_CHUNKS]; /* chunk indexes being decrypted, SIZE_MAX for none */
   uint64_t read_gen;  /* bumped whenever extents or cache are dropped */
   inode *next_hash;
 };
@@ -120,6 +123,8 @@ static struct {
   int stopping;
   struct fuse_session *se;
   int pushes; /* threads in fuse_lowlevel_notify_store (under lock) */
+  pthread_cond_t chunk_loaded; /* a chunk some reader waited for is decrypted (or failed) */
+  uint64_t read_clock;         /* orders cached chunks by last use */
   cn_node *node; /* the peer network, NULL when offline */
   cn_mount_hooks hooks;
 } M;
@@ -145,6 +150,8 @@ static inode *new_inode(enum inode_kind kind, mount_ns *mns)
   n->kind = kind;
   n->mns = mns;
   n->staging_fd = -1;
+  for (size_t i = 0; i < READ_CACHE_CHUNKS; i++)
+    n->loading[i] = SIZE_MAX;
   n->next_hash = M.buckets[n->ino % INODE_BUCKETS];
   M.buckets[n->ino % INODE_BUCKETS] = n;
   return n;
@@ -167,9 +174,10 @@ static void drop_read_state(inode *n)
   n->extents = NULL;
   n->n_extents = 0;
   n->have_extents = 0;
-  free(n->cache);
-  n->cache = NULL;
-  n->cache_len = 0;
+  for (size_t i = 0; i < READ_CACHE_CHUNKS; i++) {
+    free(n->cache[i].data);
+    n->cache[i].data = NULL;
+  }
 }
 
 /* Frees an inode nobody needs any more: no lookups, no handles, nothing uncommitted. */
@@ -814,6 +822,14 @@ static int staging_room(inode *n, uint64_t end)
  * -EAGAIN means the file changed meanwhile and the read must start over. When a chunk
  * was decrypted, *fresh gets a copy (at *fresh_off) for the caller to give to the page
  * cache. */
+static struct cached_chunk *find_cached(inode *n, size_t index)
+{
+  for (size_t i = 0; i < READ_CACHE_CHUNKS; i++)
+    if (n->cache[i].data && n->cache[i].index == index)
+      return &n->cache[i];
+  return NULL;
+}
+
 static int read_chunks(inode *n, uint8_t *out, size_t size, uint64_t off, size_t *got,
                        uint8_t **fresh, size_t *fresh_len, uint64_t *fresh_off)
 {
@@ -846,22 +862,42 @@ static int read_chunks(inode *n, uint8_t *out, size_t size, uint64_t off, size_t
         hi = mid;
     }
     cn_extent x = n->extents[lo];
-    if (!n->cache || n->cache_index != lo) {
+    struct cached_chunk *c = find_cached(n, lo);
+    if (!c) {
       uint64_t gen = n->read_gen;
+      size_t slot = READ_CACHE_CHUNKS;
+      for (size_t i = 0; i < READ_CACHE_CHUNKS; i++) {
+        if (n->loading[i] == lo) { /* another thread is decrypting it: wait for that */
+          pthread_cond_wait(&M.chunk_loaded, &M.lock);
+          if (n->read_gen != gen)
+            return -EAGAIN;
+          slot = READ_CACHE_CHUNKS + 1;
+          break;
+        }
+        if (n->loading[i] == SIZE_MAX && slot == READ_CACHE_CHUNKS)
+          slot = i;
+      }
+      if (slot == READ_CACHE_CHUNKS + 1)
+        continue;
+      if (slot < READ_CACHE_CHUNKS)
+        n->loading[slot] = lo;
       uint8_t *plain;
       size_t len;
       /* reading on from the previous chunk: have the next few read from disk meanwhile */
-      size_t ahead = n->cache && n->cache_index + 1 == lo ? READAHEAD_CHUNKS : 0;
-      uint8_t next[READAHEAD_CHUNKS][CN_ID_BYTES];
-      for (size_t i = 0; i < ahead && lo + 1 + i < n->n_extents; i++)
-        memcpy(next[i], n->extents[lo + 1 + i].ref.id, CN_ID_BYTES);
+      size_t ahead = lo > 0 && find_cached(n, lo - 1) ? READAHEAD_CHUNKS : 0;
       if (lo + 1 + ahead > n->n_extents)
         ahead = n->n_extents - lo - 1;
+      uint8_t next[READAHEAD_CHUNKS][CN_ID_BYTES];
+      for (size_t i = 0; i < ahead; i++)
+        memcpy(next[i], n->extents[lo + 1 + i].ref.id, CN_ID_BYTES);
       pthread_mutex_unlock(&M.lock);
       for (size_t i = 0; i < ahead; i++)
         cn_store_prefetch(M.store, next[i]);
       int rc = fs_get_object(n->mns->ns, x.ref.id, x.ref.key, &plain, &len);
       pthread_mutex_lock(&M.lock);
+      if (slot < READ_CACHE_CHUNKS)
+        n->loading[slot] = SIZE_MAX;
+      pthread_cond_broadcast(&M.chunk_loaded);
       if (rc < 0)
         return rc;
       if (len != x.ref.len) {
@@ -877,16 +913,21 @@ static int read_chunks(inode *n, uint8_t *out, size_t size, uint64_t off, size_t
         *fresh_len = len;
         *fresh_off = x.offset;
       }
-      free(n->cache);
-      n->cache = plain;
-      n->cache_len = len;
-      n->cache_index = lo;
+      c = &n->cache[0];
+      for (size_t i = 1; i < READ_CACHE_CHUNKS; i++)
+        if (!n->cache[i].data || (c->data && n->cache[i].used < c->used))
+          c = &n->cache[i];
+      free(c->data);
+      c->data = plain;
+      c->len = len;
+      c->index = lo;
     }
+    c->used = ++M.read_clock;
     size_t in_chunk = (size_t)(pos - x.offset);
-    size_t take = n->cache_len - in_chunk;
+    size_t take = c->len - in_chunk;
     if (take > size - *got)
       take = size - *got;
-    memcpy(out + *got, n->cache + in_chunk, take);
+    memcpy(out + *got, c->data + in_chunk, take);
     *got += take;
   }
   return 0;
@@ -2107,6 +2148,7 @@ int cn_mount(const char *home, const cn_mount_opts *opts)
   memset(&M, 0, sizeof M);
   pthread_mutex_init(&M.lock, NULL);
   pthread_cond_init(&M.wake, NULL);
+  pthread_cond_init(&M.chunk_loaded, NULL);
   M.home = strdup(home);
   M.next_ino = FUSE_ROOT_ID + 1;
   M.root.ino = FUSE_ROOT_ID;
