@@ -208,8 +208,9 @@ typedef struct {
   fs_seal_task task[WINDOW_CHUNKS];
 } window;
 
-/* Waits for a window's chunks and appends their refs in order. */
-static int collect_window(cn_ns *ns, window *w, ref_list *refs, uint64_t *pos, int rc)
+/* Waits for a window's chunks and appends their refs in order (noted for the next commit
+ * when note is set). */
+static int collect_window(cn_ns *ns, window *w, ref_list *refs, uint64_t *pos, int note, int rc)
 {
   fs_seal_wait(&w->job);
   for (size_t i = 0; i < w->job.n && !rc; i++) {
@@ -219,11 +220,12 @@ static int collect_window(cn_ns *ns, window *w, ref_list *refs, uint64_t *pos, i
     cn_ref *ref = ref_push(refs);
     *ref = t->ref;
     ref->len = t->len;
-    fs_note_chunk(ns, ref->id, t->sealed_len);
+    if (note)
+      fs_note_chunk(ns, ref->id, t->sealed_len);
     *pos += t->len;
   }
   w->job.n = 0;
-  if (!rc && ns->staged_bytes >= FLUSH_EVERY) {
+  if (!rc && note && ns->staged_bytes >= FLUSH_EVERY) {
     rc = cn_store_flush(ns->store);
     if (!rc)
       ns->staged_bytes = 0;
@@ -232,9 +234,13 @@ static int collect_window(cn_ns *ns, window *w, ref_list *refs, uint64_t *pos, i
 }
 
 /* Chunks src into refs. Past byte `resync_after`, a cut that lands where an old chunk
- * starts means the rest is unchanged: the old chunks from there on are reused. */
+ * starts means the rest is unchanged: the old chunks from there on are reused. With
+ * partial set the data goes on after the source's end (a file still being appended to):
+ * the bytes after the last content-defined cut stay uncut, *size is where they start,
+ * and nothing touches ns (the caller notes the chunks when it uses them). */
 static int chunk_source(cn_ns *ns, byte_source *src, uint64_t pos, ref_list *refs,
-                        const cn_extent *old, size_t n_old, uint64_t resync_after, uint64_t *size)
+                        const cn_extent *old, size_t n_old, uint64_t resync_after, int partial,
+                        uint64_t *size)
 {
   window *w = calloc(2, sizeof *w);
   if (!w || !(w[0].buf = malloc(WINDOW_BYTES)) || !(w[1].buf = malloc(WINDOW_BYTES)))
@@ -253,10 +259,11 @@ static int chunk_source(cn_ns *ns, byte_source *src, uint64_t pos, ref_list *ref
       break;
     x->have += got;
     /* cut while a whole chunk's worth is buffered (or the data has ended) */
+    int at_end = eof && !partial;
     size_t consumed = 0;
     x->job.n = 0;
-    while (consumed < x->have && (eof || x->have - consumed >= CN_CHUNK_MAX)) {
-      size_t cut = cn_chunker_cut(&ns->chunker, x->buf + consumed, x->have - consumed, eof);
+    while (consumed < x->have && (at_end || x->have - consumed >= CN_CHUNK_MAX)) {
+      size_t cut = cn_chunker_cut(&ns->chunker, x->buf + consumed, x->have - consumed, at_end);
       x->task[x->job.n].data = x->buf + consumed;
       x->task[x->job.n++].len = cut;
       consumed += cut;
@@ -264,10 +271,10 @@ static int chunk_source(cn_ns *ns, byte_source *src, uint64_t pos, ref_list *ref
       if (cut_at > resync_after && n_old && (splice_from = old_boundary(old, n_old, cut_at)))
         break;
     }
-    finished = splice_from || (eof && consumed == x->have);
+    finished = splice_from || (eof && (partial || consumed == x->have));
     fs_seal_submit(&x->job);
     if (sealing)
-      rc = collect_window(ns, sealing, refs, &pos, rc);
+      rc = collect_window(ns, sealing, refs, &pos, !partial, rc);
     /* the other window is free now: the uncut tail moves there */
     window *next = &w[1 - cur];
     next->have = x->have - consumed;
@@ -276,7 +283,7 @@ static int chunk_source(cn_ns *ns, byte_source *src, uint64_t pos, ref_list *ref
     cur = 1 - cur;
   }
   if (sealing)
-    rc = collect_window(ns, sealing, refs, &pos, rc);
+    rc = collect_window(ns, sealing, refs, &pos, !partial, rc);
   for (size_t j = splice_from; !rc && j && j < n_old; j++) {
     *ref_push(refs) = old[j].ref;
     pos += old[j].ref.len;
@@ -307,15 +314,32 @@ int fs_file_write(cn_ns *ns, int fd, cn_buf *content, uint64_t *size)
   /* more than fits inline: chunk what was read and the rest of the stream */
   ref_list refs = {0};
   byte_source src = {.fd = fd, .prefix = small, .prefix_len = got, .at_eof = eof};
-  rc = chunk_source(ns, &src, 0, &refs, NULL, 0, 0, size);
+  rc = chunk_source(ns, &src, 0, &refs, NULL, 0, 0, 0, size);
   if (!rc)
     rc = content_from_refs(ns, &refs, content);
   free(refs.v);
   return rc;
 }
 
+int fs_file_seal_ahead(cn_ns *ns, int fd, uint64_t from, uint64_t to, cn_ref **refs,
+                       size_t *n, uint64_t *cut_end)
+{
+  ref_list l = {0};
+  byte_source src = {.fd = fd, .positional = 1, .pos = from, .end = to};
+  int rc = chunk_source(ns, &src, from, &l, NULL, 0, 0, 1, cut_end);
+  if (rc < 0) {
+    free(l.v);
+    l.v = NULL;
+    l.n = 0;
+  }
+  *refs = l.v;
+  *n = l.n;
+  return rc;
+}
+
 int fs_file_rewrite(cn_ns *ns, int fd, uint64_t size, const cn_entry *old_entry,
-                    uint64_t changed_lo, uint64_t changed_hi, cn_buf *content)
+                    uint64_t changed_lo, uint64_t changed_hi, const cn_ref *sealed,
+                    size_t n_sealed, uint64_t sealed_end, cn_buf *content)
 {
   content->len = 0;
   if (size <= INLINE_MAX) {
@@ -328,6 +352,23 @@ int fs_file_rewrite(cn_ns *ns, int fd, uint64_t size, const cn_entry *old_entry,
     cn_buf_u8(content, CONTENT_INLINE);
     cn_buf_put(content, small, (size_t)size);
     return 0;
+  }
+  if (n_sealed && sealed_end <= size) { /* sealed ahead: only what came after is cut */
+    ref_list refs = {0};
+    for (size_t i = 0; i < n_sealed; i++) {
+      *ref_push(&refs) = sealed[i];
+      fs_note_chunk(ns, sealed[i].id, sealed[i].len);
+    }
+    byte_source src = {.fd = fd, .positional = 1, .pos = sealed_end, .end = size};
+    uint64_t total;
+    int rc = chunk_source(ns, &src, sealed_end, &refs, NULL, 0, 0, 0, &total);
+    if (!rc && total != size)
+      rc = cn_fail(EIO, "chunking produced %llu bytes for a %llu-byte file",
+                   (unsigned long long)total, (unsigned long long)size);
+    if (!rc)
+      rc = content_from_refs(ns, &refs, content);
+    free(refs.v);
+    return rc;
   }
   cn_extent *old = NULL;
   size_t n_old = 0;
@@ -344,7 +385,7 @@ int fs_file_rewrite(cn_ns *ns, int fd, uint64_t size, const cn_entry *old_entry,
     *ref_push(&refs) = old[i].ref;
   byte_source src = {.fd = fd, .positional = 1, .pos = start, .end = size};
   uint64_t total;
-  int rc = chunk_source(ns, &src, start, &refs, old, n_old, changed_hi, &total);
+  int rc = chunk_source(ns, &src, start, &refs, old, n_old, changed_hi, 0, &total);
   if (!rc && total != size)
     rc = cn_fail(EIO, "re-chunking produced %llu bytes for a %llu-byte file",
                  (unsigned long long)total, (unsigned long long)size);

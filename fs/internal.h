@@ -119,9 +119,18 @@ int fs_need_write(cn_ns *ns);
 int fs_file_write(cn_ns *ns, int fd, cn_buf *content, uint64_t *size);
 /* Re-chunks a file held in fd (size bytes) that was old_entry's content until bytes
  * [changed_lo, changed_hi) changed: chunks before the change are reused, and after it so
- * is everything from the first cut that lands on an old chunk boundary. */
+ * is everything from the first cut that lands on an old chunk boundary. When n_sealed
+ * chunks covering [0, sealed_end) were sealed ahead (fs_file_seal_ahead) from bytes that
+ * have not changed since, they are the file's start and only the rest is cut. */
+/* Seals the content-defined chunks of fd's bytes [from, to), where from is a cut (0 or a
+ * previous cut_end) and the file may still grow: the bytes after the last cut are left,
+ * *cut_end is where they start. *refs (malloc'd, *n of them) are not noted for a commit.
+ * Runs without any lock of the caller's; ns is only read. */
+int fs_file_seal_ahead(cn_ns *ns, int fd, uint64_t from, uint64_t to, cn_ref **refs,
+                       size_t *n, uint64_t *cut_end);
 int fs_file_rewrite(cn_ns *ns, int fd, uint64_t size, const cn_entry *old_entry,
-                    uint64_t changed_lo, uint64_t changed_hi, cn_buf *content);
+                    uint64_t changed_lo, uint64_t changed_hi, const cn_ref *sealed,
+                    size_t n_sealed, uint64_t sealed_end, cn_buf *content);
 int fs_file_read(cn_ns *ns, const cn_entry *e, int fd);
 int fs_file_chunks(cn_ns *ns, const cn_entry *e, uint64_t *count);
 /* The data chunks of a file in order, with their offsets; inline files have none. */

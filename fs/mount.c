@@ -50,6 +50,9 @@
 /* Decrypted chunks kept per open file: the kernel's readahead has several threads reading
  * neighbouring offsets at once, and each chunk should be decrypted only once. */
 #define READ_CACHE_CHUNKS 4
+/* A file written by appending from empty is sealed behind the writer once this much is
+ * unsealed, so a commit (fsync, close) finds most of it sealed already. */
+#define SEAL_AHEAD_BYTES (32u << 20)
 /* Staging starts in memory (memfd: no file system inode to allocate and free for each of
  * thousands of small files) and moves to $CAIRN_HOME/tmp when a file grows past this. */
 #define MEM_STAGING_MAX (16u << 20)
@@ -91,6 +94,13 @@ struct inode {
   struct cached_chunk { uint8_t *data; size_t len, index; uint64_t used; } cache[READ_CACHE_CHUNKS];
   size_t loading[READ_CACHE_CHUNKS]; /* chunk indexes being decrypted, SIZE_MAX for none */
   uint64_t read_gen;  /* bumped whenever extents or cache are dropped */
+  /* Sealing ahead (seal_ahead thread): while a file is only appended to from empty, its
+   * chunks up to sealed_end are sealed already; any other change drops them (gen). */
+  int append_only, sealing, seal_queued;
+  uint64_t sealed_end, seal_gen;
+  cn_ref *sealed;
+  size_t n_sealed;
+  inode *next_seal;
   inode *next_hash;
 };
 
@@ -124,6 +134,9 @@ static struct {
   struct fuse_session *se;
   int pushes; /* threads in fuse_lowlevel_notify_store (under lock) */
   pthread_cond_t chunk_loaded; /* a chunk some reader waited for is decrypted (or failed) */
+  pthread_t sealer;
+  pthread_cond_t seal_work, seal_idle;
+  inode *seal_queue;
   uint64_t read_clock;         /* orders cached chunks by last use */
   cn_node *node; /* the peer network, NULL when offline */
   cn_mount_hooks hooks;
@@ -180,6 +193,33 @@ static void drop_read_state(inode *n)
   }
 }
 
+/* Forgets what was sealed ahead (a job running now finds seal_gen changed and drops its
+ * result); append_only says whether sealing ahead may start again from 0. */
+static void reset_sealed(inode *n, int append_only)
+{
+  n->seal_gen++;
+  free(n->sealed);
+  n->sealed = NULL;
+  n->n_sealed = 0;
+  n->sealed_end = 0;
+  n->append_only = append_only;
+  if (n->seal_queued)
+    for (inode **q = &M.seal_queue; *q; q = &(*q)->next_seal)
+      if (*q == n) {
+        *q = n->next_seal;
+        n->seal_queued = 0;
+        break;
+      }
+}
+
+static void close_staging(inode *n)
+{
+  if (n->staging_fd >= 0)
+    close(n->staging_fd);
+  n->staging_fd = -1;
+  reset_sealed(n, 0);
+}
+
 /* Frees an inode nobody needs any more: no lookups, no handles, nothing uncommitted. */
 static void maybe_free(inode *n)
 {
@@ -187,6 +227,8 @@ static void maybe_free(inode *n)
     return;
   if (n->dirty && !n->detached)
     return; /* the commit needs its staged data */
+  if (n->sealing)
+    return; /* the seal-ahead thread frees it when its job ends */
   inode **pp = &M.buckets[n->ino % INODE_BUCKETS];
   while (*pp != n)
     pp = &(*pp)->next_hash;
@@ -204,8 +246,7 @@ static void maybe_free(inode *n)
       free(n->entry);
     }
   }
-  if (n->staging_fd >= 0)
-    close(n->staging_fd);
+  close_staging(n);
   drop_read_state(n);
   free(n->link_target);
   free(n);
@@ -772,6 +813,7 @@ static int ensure_staging(inode *n, uint64_t keep_bytes)
   }
   n->staging_fd = fd;
   n->staging_on_disk = on_disk;
+  reset_sealed(n, keep_bytes == 0 || n->entry->attr.size == 0);
   n->changed_lo = UINT64_MAX;
   n->changed_hi = 0;
   n->committed = n->entry->attr;
@@ -992,6 +1034,8 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
   if (!rc)
     rc = staging_room(n, (uint64_t)off + size);
   ssize_t w = 0;
+  if (!rc && n->append_only && (uint64_t)off != n->entry->attr.size)
+    reset_sealed(n, 0);
   if (!rc) {
     w = pwrite(n->staging_fd, data, size, off);
     if (w < 0)
@@ -1003,6 +1047,12 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
       a->size = (uint64_t)off + (uint64_t)w;
     a->mtime_ns = a->ctime_ns = fs_now_ns();
     mark_file_dirty(n, (uint64_t)off, (uint64_t)off + (uint64_t)w);
+    if (n->append_only && !n->sealing && !n->seal_queued && a->size - n->sealed_end >= SEAL_AHEAD_BYTES) {
+      n->seal_queued = 1;
+      n->next_seal = M.seal_queue;
+      M.seal_queue = n;
+      pthread_cond_signal(&M.seal_work);
+    }
   }
   pthread_mutex_unlock(&M.lock);
   if (rc < 0)
@@ -1021,6 +1071,14 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
 static int commit_ns(mount_ns *m, int all)
 {
   int rc = 0;
+  /* a seal-ahead job must end before its file is re-chunked (or freed) */
+  for (int busy = 1; busy;) {
+    busy = 0;
+    for (inode *n = m->dirty_files; n && !busy; n = n->next_dirty)
+      busy = n->sealing;
+    if (busy)
+      pthread_cond_wait(&M.seal_idle, &M.lock);
+  }
   int64_t now = fs_now_ns();
   inode **pp = &m->dirty_files;
   inode *deferred = NULL;
@@ -1040,7 +1098,7 @@ static int commit_ns(mount_ns *m, int all)
     }
     cn_buf content = {0};
     rc = fs_file_rewrite(m->ns, n->staging_fd, n->entry->attr.size, n->entry, n->changed_lo,
-                         n->changed_hi, &content);
+                         n->changed_hi, n->sealed, n->n_sealed, n->sealed_end, &content);
     if (rc < 0) {
       cn_buf_free(&content);
       break;
@@ -1056,8 +1114,7 @@ static int commit_ns(mount_ns *m, int all)
     n->dirty = 0;
     drop_read_state(n);
     if (!n->opens) {
-      close(n->staging_fd);
-      n->staging_fd = -1;
+      close_staging(n);
       maybe_free(n);
     }
   }
@@ -1180,6 +1237,61 @@ static void *commit_timer(void *arg)
       commit_all(0);
       next_commit = fs_now_ns() + (int64_t)M.commit_interval * 1000000000;
     }
+  }
+  pthread_mutex_unlock(&M.lock);
+  return NULL;
+}
+
+/* Seals files that are being appended to behind their writers: the chunks before the last
+ * content-defined cut are final while the file only grows, so a commit then cuts only
+ * what came after. Sealing runs on the sealing pool with M.lock released. */
+static void *seal_ahead(void *arg)
+{
+  (void)arg;
+  pthread_mutex_lock(&M.lock);
+  while (!M.stopping) {
+    inode *n = M.seal_queue;
+    if (!n) {
+      pthread_cond_wait(&M.seal_work, &M.lock);
+      continue;
+    }
+    M.seal_queue = n->next_seal;
+    n->seal_queued = 0;
+    int fd = n->append_only && n->staging_fd >= 0 ? dup(n->staging_fd) : -1;
+    if (fd < 0)
+      continue;
+    uint64_t gen = n->seal_gen, from = n->sealed_end, to = n->entry->attr.size;
+    cn_ns *ns = n->mns->ns;
+    n->sealing = 1;
+    pthread_mutex_unlock(&M.lock);
+    cn_ref *refs;
+    size_t n_refs;
+    uint64_t cut_end;
+    int rc = fs_file_seal_ahead(ns, fd, from, to, &refs, &n_refs, &cut_end);
+    close(fd);
+    pthread_mutex_lock(&M.lock);
+    n->sealing = 0;
+    pthread_cond_broadcast(&M.seal_idle);
+    if (rc < 0) {
+      /* the commit seals it all and reports what goes wrong */
+      cn_log("sealing ahead of a writer failed (the next commit retries): %s", cn_err());
+      reset_sealed(n, 0);
+    } else if (gen == n->seal_gen && n_refs) {
+      cn_ref *all = realloc(n->sealed, (n->n_sealed + n_refs) * sizeof *all);
+      if (!all)
+        abort();
+      memcpy(all + n->n_sealed, refs, n_refs * sizeof *refs);
+      n->sealed = all;
+      n->n_sealed += n_refs;
+      n->sealed_end = cut_end;
+    }
+    free(refs);
+    if (n->append_only && !n->seal_queued && n->entry && n->entry->attr.size - n->sealed_end >= SEAL_AHEAD_BYTES) {
+      n->seal_queued = 1;
+      n->next_seal = M.seal_queue;
+      M.seal_queue = n;
+    }
+    maybe_free(n); /* it may have been let go while its job ran */
   }
   pthread_mutex_unlock(&M.lock);
   return NULL;
@@ -1520,6 +1632,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
         rc = -errno;
       else {
         uint64_t old = a->size, new_size = (uint64_t)attr->st_size;
+        if (new_size != old)
+          reset_sealed(n, new_size == 0);
         a->size = new_size;
         a->mtime_ns = now;
         mark_file_dirty(n, old < new_size ? old : new_size, old > new_size ? old : new_size);
@@ -1595,10 +1709,8 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     n->opens--;
     if ((fi->flags & O_ACCMODE) != O_RDONLY && n->writers)
       n->writers--;
-    if (!n->opens && !n->dirty && n->staging_fd >= 0) {
-      close(n->staging_fd);
-      n->staging_fd = -1;
-    }
+    if (!n->opens && !n->dirty && n->staging_fd >= 0)
+      close_staging(n);
     maybe_free(n);
   }
   pthread_mutex_unlock(&M.lock);
@@ -2022,8 +2134,7 @@ static void detach_all(void)
     while (M.buckets[b]) {
       inode *n = M.buckets[b];
       M.buckets[b] = n->next_hash;
-      if (n->staging_fd >= 0)
-        close(n->staging_fd);
+      close_staging(n);
       drop_read_state(n);
       free(n->link_target);
       free(n);
@@ -2149,6 +2260,8 @@ int cn_mount(const char *home, const cn_mount_opts *opts)
   pthread_mutex_init(&M.lock, NULL);
   pthread_cond_init(&M.wake, NULL);
   pthread_cond_init(&M.chunk_loaded, NULL);
+  pthread_cond_init(&M.seal_work, NULL);
+  pthread_cond_init(&M.seal_idle, NULL);
   M.home = strdup(home);
   M.next_ino = FUSE_ROOT_ID + 1;
   M.root.ino = FUSE_ROOT_ID;
@@ -2182,6 +2295,7 @@ int cn_mount(const char *home, const cn_mount_opts *opts)
         M.hooks.committed(M.hooks.ctx, &m->ns->key, cn_ns_seq(m->ns));
     pthread_mutex_unlock(&M.lock);
     pthread_create(&M.timer, NULL, commit_timer, NULL);
+    pthread_create(&M.sealer, NULL, seal_ahead, NULL);
     struct fuse_loop_config *cfg = fuse_loop_cfg_create();
     fuse_loop_cfg_set_max_threads(cfg, 16);
     rc = fuse_session_loop_mt(se, cfg) != 0 ? cn_fail(EIO, "the FUSE session ended with an error") : 0;
@@ -2189,8 +2303,10 @@ int cn_mount(const char *home, const cn_mount_opts *opts)
     pthread_mutex_lock(&M.lock);
     M.stopping = 1;
     pthread_cond_signal(&M.wake);
+    pthread_cond_signal(&M.seal_work);
     pthread_mutex_unlock(&M.lock);
     pthread_join(M.timer, NULL);
+    pthread_join(M.sealer, NULL);
     if (M.hooks.stopping)
       M.hooks.stopping(M.hooks.ctx); /* no more edits: jobs still running are stopped */
   } else {
