@@ -353,36 +353,28 @@ int fs_file_rewrite(cn_ns *ns, int fd, uint64_t size, const cn_entry *old_entry,
     cn_buf_put(content, small, (size_t)size);
     return 0;
   }
+  ref_list refs = {0};
+  cn_extent *old = NULL;
+  size_t n_old = 0;
+  uint64_t start = 0;
   if (n_sealed && sealed_end <= size) { /* sealed ahead: only what came after is cut */
-    ref_list refs = {0};
     for (size_t i = 0; i < n_sealed; i++) {
       *ref_push(&refs) = sealed[i];
       fs_note_chunk(ns, sealed[i].id, sealed[i].len);
     }
-    byte_source src = {.fd = fd, .positional = 1, .pos = sealed_end, .end = size};
-    uint64_t total;
-    int rc = chunk_source(ns, &src, sealed_end, &refs, NULL, 0, 0, 0, &total);
-    if (!rc && total != size)
-      rc = cn_fail(EIO, "chunking produced %llu bytes for a %llu-byte file",
-                   (unsigned long long)total, (unsigned long long)size);
-    if (!rc)
-      rc = content_from_refs(ns, &refs, content);
-    free(refs.v);
-    return rc;
+    start = sealed_end;
+  } else {
+    if (old_entry && !fs_file_inline(old_entry) && fs_file_extents(ns, old_entry, &old, &n_old) < 0)
+      n_old = 0; /* unreadable old chunks: re-chunk everything */
+    /* reuse old chunks wholly before the change; the last old chunk ended at the old end
+     * of file, not at a content-defined cut, so it is never reused as a prefix */
+    size_t keep = 0;
+    while (n_old && keep < n_old - 1 && old[keep].offset + old[keep].ref.len <= changed_lo)
+      keep++;
+    start = keep ? old[keep].offset : 0;
+    for (size_t i = 0; i < keep; i++)
+      *ref_push(&refs) = old[i].ref;
   }
-  cn_extent *old = NULL;
-  size_t n_old = 0;
-  if (old_entry && !fs_file_inline(old_entry) && fs_file_extents(ns, old_entry, &old, &n_old) < 0)
-    n_old = 0; /* unreadable old chunks: re-chunk everything */
-  /* reuse old chunks wholly before the change; the last old chunk ended at the old end of
-   * file, not at a content-defined cut, so it is never reused as a prefix */
-  ref_list refs = {0};
-  size_t keep = 0;
-  while (n_old && keep < n_old - 1 && old[keep].offset + old[keep].ref.len <= changed_lo)
-    keep++;
-  uint64_t start = keep ? old[keep].offset : 0;
-  for (size_t i = 0; i < keep; i++)
-    *ref_push(&refs) = old[i].ref;
   byte_source src = {.fd = fd, .positional = 1, .pos = start, .end = size};
   uint64_t total;
   int rc = chunk_source(ns, &src, start, &refs, old, n_old, changed_hi, 0, &total);
