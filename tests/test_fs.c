@@ -371,7 +371,7 @@ static void assert_rewrite_matches(cn_ns *ns, const uint8_t *before, size_t befo
   uint64_t size;
   fd = data_fd(after, after_len);
   ck_assert_int_eq(fs_file_write(ns, fd, &full, &size), 0);
-  ck_assert_int_eq(fs_file_rewrite(ns, fd, after_len, &old, lo, hi, &partial), 0);
+  ck_assert_int_eq(fs_file_rewrite(ns, fd, after_len, &old, lo, hi, NULL, 0, 0, &partial), 0);
   close(fd);
   ck_assert_uint_eq(partial.len, full.len);
   ck_assert_int_eq(memcmp(partial.p, full.p, full.len), 0);
@@ -406,6 +406,49 @@ START_TEST(rewrite_equals_a_full_rechunk)
   cn_ns_close(ns);
   free(a);
   free(b);
+}
+END_TEST
+
+/* Sealing a growing file ahead, in steps that end anywhere, then committing with what was
+ * sealed must give exactly the content record of chunking the whole file. */
+START_TEST(sealing_ahead_equals_whole_file_chunking)
+{
+  size_t len = 20u << 20;
+  uint8_t *a = random_bytes(len, 22);
+  cn_ns *ns;
+  ck_assert_int_eq(cn_ns_open(store, &key, 1, &ns), 0);
+  int fd = data_fd(a, len);
+  cn_buf full = {0}, ahead = {0};
+  uint64_t size;
+  ck_assert_int_eq(fs_file_write(ns, fd, &full, &size), 0);
+  cn_ref *sealed = NULL;
+  size_t n_sealed = 0;
+  uint64_t sealed_end = 0;
+  const uint64_t steps[] = {3000001, 9876543, 9876600, 17000000};
+  for (size_t i = 0; i < sizeof steps / sizeof *steps; i++) {
+    cn_ref *refs;
+    size_t n;
+    uint64_t cut_end;
+    ck_assert_int_eq(fs_file_seal_ahead(ns, fd, sealed_end, steps[i], &refs, &n, &cut_end), 0);
+    ck_assert_uint_le(cut_end, steps[i]);
+    ck_assert_uint_ge(cut_end, sealed_end);
+    ck_assert_uint_lt(steps[i] - cut_end, CN_CHUNK_MAX); /* only an uncut tail is left */
+    sealed = realloc(sealed, (n_sealed + n + 1) * sizeof *sealed);
+    memcpy(sealed + n_sealed, refs, n * sizeof *refs);
+    n_sealed += n;
+    sealed_end = cut_end;
+    free(refs);
+  }
+  ck_assert_uint_gt(n_sealed, 20);
+  ck_assert_int_eq(fs_file_rewrite(ns, fd, len, NULL, 0, len, sealed, n_sealed, sealed_end, &ahead), 0);
+  close(fd);
+  ck_assert_uint_eq(ahead.len, full.len);
+  ck_assert_int_eq(memcmp(ahead.p, full.p, full.len), 0);
+  cn_buf_free(&full);
+  cn_buf_free(&ahead);
+  free(sealed);
+  cn_ns_close(ns);
+  free(a);
 }
 END_TEST
 
@@ -722,6 +765,7 @@ int main(void)
   tcase_add_test(tc, large_directory_rewrites_only_its_path);
   tcase_add_test(tc, an_edit_rechunks_only_near_the_change);
   tcase_add_test(tc, rewrite_equals_a_full_rechunk);
+  tcase_add_test(tc, sealing_ahead_equals_whole_file_chunking);
   tcase_add_test(tc, history_and_snapshots);
   tcase_add_test(tc, namespaces_never_share_ciphertext);
   tcase_add_test(tc, read_and_verify_caps);
