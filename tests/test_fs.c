@@ -434,7 +434,8 @@ START_TEST(sealing_ahead_equals_whole_file_chunking)
     ck_assert_uint_ge(cut_end, sealed_end);
     ck_assert_uint_lt(steps[i] - cut_end, CN_CHUNK_MAX); /* only an uncut tail is left */
     sealed = realloc(sealed, (n_sealed + n + 1) * sizeof *sealed);
-    memcpy(sealed + n_sealed, refs, n * sizeof *refs);
+    if (n) /* a step may end before the next cut: no chunk, refs NULL */
+      memcpy(sealed + n_sealed, refs, n * sizeof *refs);
     n_sealed += n;
     sealed_end = cut_end;
     free(refs);
