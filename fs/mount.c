@@ -212,6 +212,18 @@ static void reset_sealed(inode *n, int append_only)
       }
 }
 
+/* Queues an append-only file for the seal-ahead thread once enough is unsealed. */
+static void queue_sealing(inode *n)
+{
+  if (!n->append_only || n->seal_queued || !n->entry ||
+      n->entry->attr.size - n->sealed_end < SEAL_AHEAD_BYTES)
+    return;
+  n->seal_queued = 1;
+  n->next_seal = M.seal_queue;
+  M.seal_queue = n;
+  pthread_cond_signal(&M.seal_work);
+}
+
 static void close_staging(inode *n)
 {
   if (n->staging_fd >= 0)
@@ -1047,12 +1059,8 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
       a->size = (uint64_t)off + (uint64_t)w;
     a->mtime_ns = a->ctime_ns = fs_now_ns();
     mark_file_dirty(n, (uint64_t)off, (uint64_t)off + (uint64_t)w);
-    if (n->append_only && !n->sealing && !n->seal_queued && a->size - n->sealed_end >= SEAL_AHEAD_BYTES) {
-      n->seal_queued = 1;
-      n->next_seal = M.seal_queue;
-      M.seal_queue = n;
-      pthread_cond_signal(&M.seal_work);
-    }
+    if (!n->sealing)
+      queue_sealing(n);
   }
   pthread_mutex_unlock(&M.lock);
   if (rc < 0)
@@ -1286,11 +1294,7 @@ static void *seal_ahead(void *arg)
       n->sealed_end = cut_end;
     }
     free(refs);
-    if (n->append_only && !n->seal_queued && n->entry && n->entry->attr.size - n->sealed_end >= SEAL_AHEAD_BYTES) {
-      n->seal_queued = 1;
-      n->next_seal = M.seal_queue;
-      M.seal_queue = n;
-    }
+    queue_sealing(n);
     maybe_free(n); /* it may have been let go while its job ran */
   }
   pthread_mutex_unlock(&M.lock);
