@@ -30,6 +30,10 @@
 #define METADATA_WAIT_MS 10000
 #define RESOLVE_EVERY_MS 2000 /* CAIRN_POLL_MS overrides it (docs/PEERS.md) */
 #define PUBLISH_EVERY_MS 30000
+/* A push is one UDP query that may be lost (a peer just restarting, a busy host): a new
+ * root is pushed this many times, this far apart, then only re-published. */
+#define PUSH_TIMES 5
+#define PUSH_AGAIN_MS 2000
 #define CONNECT_EVERY_MS 5000
 #define TICK_MS 200
 /* Every node joins this torrent, which has no data and never gets any: being unfinished,
@@ -61,6 +65,7 @@ typedef struct {
   enum cn_follow how;
   uint64_t handled_seq;
   uint64_t pushed_seq; /* the newest root handed to the known peers (cn_lt_push_root) */
+  int pushes_left;     /* times pushed_seq is still to be pushed */
   int64_t next_resolve, next_publish;
 } follow;
 
@@ -735,9 +740,13 @@ static void publish(cn_node *n, follow *f)
     return;
   cn_lt_dht_put(n->lt, f->pk, NULL, 0, root.seq, root.sig, root.value, root.value_len);
   if (root.seq > f->pushed_seq) {
+    f->pushed_seq = root.seq;
+    f->pushes_left = PUSH_TIMES;
+  }
+  if (f->pushes_left > 0) { /* a receiver that has it already refuses it silently */
     push_ctx p = {n, f->pk, &root};
     cn_peers_foreach(n->s, push_one, &p);
-    f->pushed_seq = root.seq;
+    f->pushes_left--;
   }
 }
 
@@ -772,7 +781,7 @@ static void handle_follow(cn_node *n, follow *f, int64_t t)
   }
   if (t >= f->next_publish) {
     publish(n, f);
-    f->next_publish = t + PUBLISH_EVERY_MS;
+    f->next_publish = t + (f->pushes_left > 0 ? PUSH_AGAIN_MS : PUBLISH_EVERY_MS);
   }
 }
 

@@ -49,9 +49,12 @@ int main(int argc, char **argv)
   cn_lt_dht_add_node(lt, host, port);
   sleep(2); /* let the routing table fill */
   cn_lt_dht_put(lt, key.pk, NULL, 0, root.seq, root.sig, root.value, root.value_len);
-  cn_lt_push_root(lt, host, port, key.pk, root.seq, root.sig, root.value, root.value_len);
-  for (int i = 0; i < 100 && !put_done; i++)
+  /* a push is one UDP query: repeat it, as nodes do, while the put runs */
+  for (int i = 0; i < 100 && (!put_done || i < 20); i++) {
+    if (i % 5 == 0)
+      cn_lt_push_root(lt, host, port, key.pk, root.seq, root.sig, root.value, root.value_len);
     usleep(100000);
+  }
   cn_lt_stop(lt);
   return 0;
 }
