@@ -13,6 +13,7 @@ extern "C" {
 #include <libtorrent/create_torrent.hpp>
 #include <libtorrent/kademlia/item.hpp>
 #include <libtorrent/magnet_uri.hpp>
+#include <libtorrent/peer_connection_handle.hpp>
 #include <libtorrent/peer_info.hpp>
 #include <libtorrent/posix_disk_io.hpp>
 #include <libtorrent/extensions.hpp>
@@ -27,6 +28,7 @@ extern "C" {
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -101,6 +103,16 @@ struct cn_lt {
   };
   std::mutex push_mu;
   std::vector<pushed_root> pushed;
+  // Peers banned from a torrent for sending data that failed its hash check, by peer id.
+  // libtorrent bans the address it dialled, but the same peer dialling in again is let
+  // back in, and 2.0.8 then crashes on its next bad piece; refuse_banned_peer stops it.
+  std::mutex ban_mu;
+  std::set<std::pair<lt::torrent_handle, lt::peer_id>> banned;
+
+  bool is_banned(const lt::torrent_handle &h, const lt::peer_id &pid) {
+    std::lock_guard<std::mutex> g(ban_mu);
+    return banned.count({h, pid}) != 0;
+  }
 
   lt::torrent_handle find(const uint8_t ih[32]) {
     std::lock_guard<std::mutex> g(mu);
@@ -192,6 +204,10 @@ void cn_lt::handle(lt::alert *a) {
     if (ti) ev.file = static_cast<int>(ti->files().file_index_at_piece(hf->piece_index));
     fn(&ev, ctx);
   } else if (auto *pb = lt::alert_cast<lt::peer_ban_alert>(a)) {
+    if (!pb->pid.is_all_zeros()) {
+      std::lock_guard<std::mutex> g(ban_mu);
+      banned.insert({pb->handle, pb->pid});
+    }
     std::string peer = endpoint_str(pb->endpoint);
     ev.kind = CN_LT_PEER_BANNED;
     torrent_ih(pb->handle);
@@ -252,6 +268,38 @@ struct root_push_plugin final : lt::plugin {
     uint64_t one = 1;
     (void)!write(l->efd, &one, sizeof one);
     return true;
+  }
+};
+
+// Closes a connection from a peer this torrent banned as soon as its handshake names it,
+// before its listening port would replace (and so lift) the ban.
+struct refuse_banned_peer final : lt::peer_plugin {
+  cn_lt *l;
+  lt::torrent_handle torrent;
+  lt::peer_connection_handle peer;
+  refuse_banned_peer(cn_lt *owner, lt::torrent_handle t, lt::peer_connection_handle p)
+      : l(owner), torrent(std::move(t)), peer(std::move(p)) {}
+  bool on_handshake(lt::span<char const>) override {
+    if (l->is_banned(torrent, peer.pid()))
+      peer.disconnect(lt::errors::peer_banned, lt::operation_t::bittorrent);
+    return true;
+  }
+};
+
+struct ban_torrent_plugin final : lt::torrent_plugin {
+  cn_lt *l;
+  lt::torrent_handle torrent;
+  ban_torrent_plugin(cn_lt *owner, lt::torrent_handle t) : l(owner), torrent(std::move(t)) {}
+  std::shared_ptr<lt::peer_plugin> new_connection(lt::peer_connection_handle const &p) override {
+    return std::make_shared<refuse_banned_peer>(l, torrent, p);
+  }
+};
+
+struct ban_plugin final : lt::plugin {
+  cn_lt *l;
+  explicit ban_plugin(cn_lt *owner) : l(owner) {}
+  std::shared_ptr<lt::torrent_plugin> new_torrent(lt::torrent_handle const &t, lt::client_data_t) override {
+    return std::make_shared<ban_torrent_plugin>(l, t);
   }
 };
 
@@ -316,6 +364,10 @@ extern "C" cn_lt *cn_lt_start(const char *listen, const char *node_tag, const ch
     sp.set_bool(lt::settings_pack::enable_incoming_utp, false);
     sp.set_bool(lt::settings_pack::close_redundant_connections, false);
     sp.set_bool(lt::settings_pack::allow_multiple_connections_per_ip, true);
+    // Two nodes that connect to each other at once may both drop both connections as
+    // duplicates; with the default minute before a reconnect, a host restarting or a
+    // new pack went unconnected that long. Known peers are few: retry them soon.
+    sp.set_int(lt::settings_pack::min_reconnect_time, 1);
     // Chunks are sealed already; stream encryption only adds handshake latency.
     sp.set_int(lt::settings_pack::out_enc_policy, lt::settings_pack::pe_disabled);
     sp.set_int(lt::settings_pack::in_enc_policy, lt::settings_pack::pe_disabled);
@@ -355,6 +407,7 @@ extern "C" cn_lt *cn_lt_start(const char *listen, const char *node_tag, const ch
     l->ses->add_extension(&lt::create_ut_metadata_plugin);
     l->ses->add_extension(&lt::create_ut_pex_plugin);
     l->ses->add_extension(std::make_shared<root_push_plugin>(l));
+    l->ses->add_extension(std::make_shared<ban_plugin>(l));
     int efd = l->efd;
     l->ses->set_alert_notify([efd] {
       uint64_t one = 1;
