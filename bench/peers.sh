@@ -33,7 +33,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-BASE=$((30000 + RANDOM % 20000))
+# below the kernel's ephemeral range (32768 and up), where an outgoing connection may hold a port
+BASE=$((20000 + RANDOM % 12000))
 NODES="a h1 h2 h3 d1 d3 dw dc off"
 i=0
 for n in $NODES; do eval "PORT_$n=$((BASE + i))"; i=$((i + 1)); done

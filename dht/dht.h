@@ -91,9 +91,9 @@ int cn_root_value_parse(const uint8_t *value, size_t len, cn_root_value *out);
 /* Encodes as version 2 into root->value / value_len. */
 void cn_root_value_build(const cn_root_value *v, cn_root *root);
 
-/* Makes a pack of stored objects (durable ones: flush first), writes its torrent to
- * packs/<ih hex>.torrent, appends it to v->packs and merges the newest packs while the one
- * before is at most twice as big, so a namespace keeps O(log n) packs. */
+/* Merges the last two of v->packs while the older is at most twice as big (so a
+ * namespace keeps O(log n) packs), then makes a pack of the given stored objects (durable
+ * ones: flush first), writes its torrent to packs/<ih hex>.torrent and appends it. */
 int cn_store_pack_add(cn_store *s, cn_root_value *v, const uint8_t (*ids)[CN_ID_BYTES], size_t n);
 /* Reads packs/<ih hex>.torrent; -ENOENT when this node does not have it. */
 int cn_store_pack_torrent(cn_store *s, const uint8_t ih[CN_ID_BYTES], uint8_t **data, size_t *len);

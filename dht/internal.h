@@ -35,6 +35,12 @@ int store_write_file_atomic(int dirfd, const char *name, const void *data, size_
  * when it has none): kept from when it was stored, else hashed from its file, which must
  * hash to id. */
 int store_piece_layer(cn_store *s, const uint8_t id[CN_ID_BYTES], uint64_t size, uint8_t **layer);
+/* Makes the pack holding every object of the given packs, from this node's torrents and
+ * store (piece layers from the torrents or the store's cache, else hashed from the
+ * objects), and writes its torrent with piece layers: how a merge is
+ * made, by the writer or by a host that holds every merged pack. Fails (without writing
+ * anything) when a torrent or an object is missing here. */
+int store_pack_rebuild(cn_store *s, const uint8_t (*packs)[CN_ID_BYTES], size_t n, uint8_t ih[CN_ID_BYTES]);
 /* Links an already durable file at abspath into the store as chunk id after checking that
  * its bytes hash to id; 0 also when the chunk was already there. */
 int store_adopt_file(cn_store *s, const char *path, const uint8_t id[CN_ID_BYTES]);

@@ -382,6 +382,15 @@ extern "C" cn_lt *cn_lt_start(const char *listen, const char *node_tag, const ch
     sp.set_int(lt::settings_pack::max_out_request_queue, 1500);
     sp.set_int(lt::settings_pack::max_queued_disk_bytes, 16 << 20);
     sp.set_int(lt::settings_pack::connection_speed, 200);
+    // Complete packs (every pack of a host, a merge a host makes itself) get a connection
+    // attempt as often as downloading ones, not one in ten: `sync` counts a host only
+    // over a connection on every pack, and two seeds never connect otherwise.
+    sp.set_int(lt::settings_pack::connect_seed_every_n_download, 1);
+    // A peer that refused a pack it did not have yet (a merge it is still making itself,
+    // a commit it has not heard of) is not given up on after 3 refusals: the peers are
+    // few and known, and a complete pack can only learn that a peer holds it too over
+    // such a connection.
+    sp.set_int(lt::settings_pack::max_failcount, 1000);
     // A block asked of a peer that then got banned or vanished is asked elsewhere soon,
     // not after the default minute.
     sp.set_int(lt::settings_pack::request_timeout, 4);

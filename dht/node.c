@@ -64,6 +64,8 @@ typedef struct {
   uint8_t pk[CN_PK_BYTES];
   enum cn_follow how;
   uint64_t handled_seq;
+  uint8_t handled_packs[CN_PACKS_MAX][CN_ID_BYTES]; /* the packs of that root */
+  size_t n_handled_packs;
   uint64_t pushed_seq; /* the newest root handed to the known peers (cn_lt_push_root) */
   int pushes_left;     /* times pushed_seq is still to be pushed */
   int64_t next_resolve, next_publish;
@@ -315,6 +317,9 @@ static void want_pack(cn_node *n, const uint8_t ih[CN_ID_BYTES], int want_all)
     free(t);
     if (add_pack_torrent(n, p) < 0)
       cn_log("pack: %s", cn_err());
+    /* a pack added complete (a merge made here) connects to no seed by itself, and
+     * `sync` counts only seeds it is connected to: introduce it now, not in 5 s */
+    n->next_connect = 0;
     return;
   }
   char dir[4096];
@@ -760,16 +765,72 @@ static int connect_one(const char *host, int port, void *ctx)
   return 0;
 }
 
-static void handle_follow(cn_node *n, follow *f, int64_t t)
+static int listed(const uint8_t (*packs)[CN_ID_BYTES], size_t n, const uint8_t ih[CN_ID_BYTES])
 {
+  for (size_t i = 0; i < n; i++)
+    if (!memcmp(packs[i], ih, CN_ID_BYTES))
+      return 1;
+  return 0;
+}
+
+/* A new root of a hosted namespace replaced some packs by their merge: a host holding
+ * them all makes the merged pack itself, from its own store, exactly as the writer did
+ * (FORMAT §11). Fetching it instead would mean its metadata without piece layers and a
+ * recheck of everything linked in, which drops the pack's connections and, in 2.0.8, can
+ * get good peers banned. Drops mu while hashing; returns with it held. */
+static void rebuild_merge(cn_node *n, follow *f, const cn_root_value *rv)
+{
+  uint8_t removed[CN_PACKS_MAX][CN_ID_BYTES];
+  size_t n_removed = 0, unknown = 0;
+  for (size_t i = 0; i < f->n_handled_packs; i++)
+    if (!listed((const uint8_t(*)[CN_ID_BYTES])rv->packs, rv->n_packs, f->handled_packs[i]))
+      memcpy(removed[n_removed++], f->handled_packs[i], CN_ID_BYTES);
+  for (size_t i = 0; i < rv->n_packs; i++) {
+    char name[96], hex[CN_HEX_ID_LEN + 1];
+    cn_hex(rv->packs[i], CN_ID_BYTES, hex);
+    snprintf(name, sizeof name, "packs/%s.torrent", hex);
+    unknown += faccessat(n->s->home_fd, name, F_OK, 0) < 0;
+  }
+  if (n_removed < 2 || !unknown)
+    return;
+  uint8_t ih[CN_ID_BYTES];
+  pthread_mutex_unlock(&n->mu);
+  int rc = store_pack_rebuild(n->s, (const uint8_t(*)[CN_ID_BYTES])removed, n_removed, ih);
+  pthread_mutex_lock(&n->mu);
+  if (rc < 0)
+    return; /* an object or torrent is missing here: fetch the merge as usual */
+  char name[96], hex[CN_HEX_ID_LEN + 1];
+  cn_hex(ih, CN_ID_BYTES, hex);
+  if (listed((const uint8_t(*)[CN_ID_BYTES])rv->packs, rv->n_packs, ih)) {
+    cn_log("pack %.16s: merged %zu packs here, as the writer did", hex, n_removed);
+  } else {
+    /* not the writer's merge (a root in between was missed): fetch as usual */
+    snprintf(name, sizeof name, "packs/%s.torrent", hex);
+    unlinkat(n->s->home_fd, name, 0);
+  }
+}
+
+/* Caller holds mu, which handling a new root may drop: f is fol[i], looked up again. */
+static void handle_follow(cn_node *n, size_t i, int64_t t)
+{
+  follow *f = &n->fol[i];
   uint64_t seq = cn_store_root_seq(n->s, f->pk);
   if (seq > f->handled_seq) {
     cn_root root;
     cn_root_value rv;
     if (cn_store_root_get(n->s, f->pk, &root) == 0 &&
         cn_root_value_parse(root.value, root.value_len, &rv) == 0) {
-      for (size_t i = 0; i < rv.n_packs; i++)
-        want_pack(n, rv.packs[i], f->how == CN_FOLLOW_HOST);
+      if (f->how == CN_FOLLOW_HOST) {
+        /* the newest pack is never a merge (FORMAT §11): start fetching it first */
+        if (rv.n_packs)
+          want_pack(n, rv.packs[rv.n_packs - 1], 1);
+        rebuild_merge(n, f, &rv);
+        f = &n->fol[i]; /* cn_node_follow may have grown the array meanwhile */
+      }
+      for (size_t k = 0; k < rv.n_packs; k++)
+        want_pack(n, rv.packs[k], f->how == CN_FOLLOW_HOST);
+      memcpy(f->handled_packs, rv.packs, rv.n_packs * CN_ID_BYTES);
+      f->n_handled_packs = rv.n_packs;
       f->handled_seq = seq;
       f->next_publish = 0;
     }
@@ -792,7 +853,7 @@ static void *maintain(void *arg)
   while (!n->stop) {
     int64_t t = now_ms();
     for (size_t i = 0; i < n->n_fol; i++)
-      handle_follow(n, &n->fol[i], t);
+      handle_follow(n, i, t);
     for (size_t i = 0; i < n->n_packs; i++) {
       pack *p = &n->packs[i];
       if (!p->added && p->meta_ready) {

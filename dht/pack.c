@@ -236,6 +236,23 @@ int cn_store_pack_add(cn_store *s, cn_root_value *v, const uint8_t (*ids)[CN_ID_
 {
   obj_list l = {.s = s};
   int rc = 0;
+  /* Merge the last two of the packs already published while the older holds at most
+   * twice as many files as the newer (a binary counter), or while there would be no room
+   * for the new one. The new pack is never merged in the commit that makes it: the
+   * namespace's hosts hold every older pack, so they can rebuild a merge of those
+   * themselves (store_pack_rebuild) instead of fetching it. */
+  while (v->n_packs >= 2) {
+    ssize_t older = pack_objects(s, v->packs[v->n_packs - 2]);
+    ssize_t newer = pack_objects(s, v->packs[v->n_packs - 1]);
+    if (older < 0 || newer < 0)
+      break; /* a pack this node has not got: leave the list as it is */
+    if (older > 2 * newer && v->n_packs < CN_PACKS_MAX)
+      break;
+    uint8_t merged[CN_ID_BYTES];
+    if ((rc = store_pack_rebuild(s, (const uint8_t(*)[CN_ID_BYTES])v->packs + v->n_packs - 2, 2, merged)) < 0)
+      break;
+    memcpy(v->packs[--v->n_packs - 1], merged, CN_ID_BYTES);
+  }
   for (size_t i = 0; !rc && i < n; i++) {
     char rel[80];
     struct stat st;
@@ -250,29 +267,26 @@ int cn_store_pack_add(cn_store *s, cn_root_value *v, const uint8_t (*ids)[CN_ID_
   if (!rc && l.n)
     rc = write_pack(s, &l, ih);
   if (!rc && l.n) {
-    if (v->n_packs == CN_PACKS_MAX) /* cannot happen while merging below works */
+    if (v->n_packs == CN_PACKS_MAX) /* cannot happen: the merges above made room */
       rc = cn_fail(EOVERFLOW, "namespace has too many packs");
     else
       memcpy(v->packs[v->n_packs++], ih, CN_ID_BYTES);
   }
-  /* Merge the last two while the older is at most twice the newer (a binary counter), or
-   * while the list is full. The merged torrent takes the piece layers of the two. */
-  while (!rc && v->n_packs >= 2) {
-    ssize_t older = pack_objects(s, v->packs[v->n_packs - 2]);
-    ssize_t newer = pack_objects(s, v->packs[v->n_packs - 1]);
-    if (older < 0 || newer < 0)
-      break; /* a pack this node has not got: leave the list as it is */
-    if (older > 2 * newer && v->n_packs < CN_PACKS_MAX - 1)
-      break;
-    list_clear(&l);
-    rc = pack_foreach(s, v->packs[v->n_packs - 2], list_add, &l);
-    if (!rc)
-      rc = pack_foreach(s, v->packs[v->n_packs - 1], list_add, &l);
-    if (!rc)
-      rc = write_pack(s, &l, ih);
-    if (!rc)
-      memcpy(v->packs[--v->n_packs - 1], ih, CN_ID_BYTES);
-  }
+  list_clear(&l);
+  free(l.ids);
+  free(l.sizes);
+  free(l.layers);
+  return rc;
+}
+
+int store_pack_rebuild(cn_store *s, const uint8_t (*packs)[CN_ID_BYTES], size_t n, uint8_t ih[CN_ID_BYTES])
+{
+  obj_list l = {.s = s};
+  int rc = n ? 0 : cn_fail(EINVAL, "nothing to merge");
+  for (size_t i = 0; !rc && i < n; i++)
+    rc = pack_foreach(s, packs[i], list_add, &l);
+  if (!rc)
+    rc = write_pack(s, &l, ih);
   list_clear(&l);
   free(l.ids);
   free(l.sizes);

@@ -7,7 +7,8 @@
 [ -c /dev/fuse ] || { not_ok "no /dev/fuse on this machine"; summary; exit 1; }
 : "${WASM_EXAMPLES:?WASM_EXAMPLES must name the directory of the example modules}"
 : "${FORGE_RESULT:?FORGE_RESULT must name the forge_result test tool}"
-BASE=$((20000 + RANDOM % 20000))
+# below the kernel's ephemeral range (32768 and up), where an outgoing connection may hold a port
+BASE=$((20000 + RANDOM % 12000))
 port_of() { case $1 in a) echo $BASE;; b) echo $((BASE + 1));; c) echo $((BASE + 2));; esac; }
 H() { echo "$SCRATCH/$1"; }
 C() { local n=$1; shift; "$CAIRN" --home "$(H "$n")" "$@"; }
