@@ -208,6 +208,75 @@ START_TEST(foreach_visits_every_chunk)
 }
 END_TEST
 
+typedef struct {
+  uint8_t (*ids)[32];
+  size_t n;
+} id_set;
+
+static int collect_id(const uint8_t id[CN_ID_BYTES], uint64_t size, void *ctx)
+{
+  (void)size;
+  id_set *set = ctx;
+  memcpy(set->ids[set->n++], id, 32);
+  return 0;
+}
+
+static int has_id(const id_set *set, const uint8_t id[32])
+{
+  for (size_t i = 0; i < set->n; i++)
+    if (!memcmp(set->ids[i], id, 32))
+      return 1;
+  return 0;
+}
+
+/* FORMAT §11: each commit appends one pack of exactly its new objects (merges only ever
+ * combine older packs, which hosts can then rebuild), the list stays O(log n), and the
+ * packs together hold everything. */
+START_TEST(packs_append_new_objects_and_merge_older_ones)
+{
+  enum { COMMITS = 40, PER = 3 };
+  cn_store *s;
+  ck_assert_int_eq(cn_store_open(home, &s), 0);
+  cn_root_value v;
+  memset(&v, 0, sizeof v);
+  uint8_t all[COMMITS * PER][32];
+  id_set got = {malloc(4 * COMMITS * PER * 32), 0};
+  for (int c = 0; c < COMMITS; c++) {
+    uint8_t ids[PER][32];
+    for (int k = 0; k < PER; k++) {
+      uint8_t data[40000];
+      memset(data, c * PER + k + 1, sizeof data); /* several pieces: a layer to carry */
+      ck_assert_int_eq(cn_store_put(s, data, sizeof data, ids[k]), 0);
+      memcpy(all[c * PER + k], ids[k], 32);
+    }
+    ck_assert_int_eq(cn_store_flush(s), 0);
+    uint8_t before[CN_PACKS_MAX][32];
+    size_t n_before = v.n_packs;
+    memcpy(before, v.packs, sizeof before);
+    ck_assert_int_eq(cn_store_pack_add(s, &v, (const uint8_t(*)[32])ids, PER), 0);
+    got.n = 0;
+    ck_assert_int_eq(cn_store_pack_foreach(s, v.packs[v.n_packs - 1], collect_id, &got), 0);
+    ck_assert_uint_eq(got.n, PER);
+    for (int k = 0; k < PER; k++)
+      ck_assert(has_id(&got, ids[k]));
+    /* the packs before the new one are a prefix of the old list, then at most one merge */
+    ck_assert_uint_le(v.n_packs - 1, n_before);
+    if (v.n_packs >= 2)
+      for (size_t i = 0; i + 2 < v.n_packs; i++)
+        ck_assert(!memcmp(v.packs[i], before[i], 32));
+    ck_assert_uint_le(v.n_packs, 8); /* about log2(40) */
+  }
+  got.n = 0;
+  for (size_t i = 0; i < v.n_packs; i++)
+    ck_assert_int_eq(cn_store_pack_foreach(s, v.packs[i], collect_id, &got), 0);
+  ck_assert_uint_eq(got.n, COMMITS * PER); /* every object, each in one pack */
+  for (int i = 0; i < COMMITS * PER; i++)
+    ck_assert(has_id(&got, all[i]));
+  free(got.ids);
+  cn_store_close(s);
+}
+END_TEST
+
 static void make_root(const uint8_t seed[32], uint64_t seq, const char *value, cn_root *r)
 {
   uint8_t msg[1100];
@@ -320,6 +389,7 @@ int main(void)
   tcase_add_test(tc, corrupt_chunk_is_eio_never_data);
   tcase_add_test(tc, dead_process_staging_is_swept);
   tcase_add_test(tc, foreach_visits_every_chunk);
+  tcase_add_test(tc, packs_append_new_objects_and_merge_older_ones);
   tcase_add_test(tc, roots_verify_and_never_go_back);
   tcase_add_test(tc, listed_chunks_are_filtered_atomically_with_the_root);
   tcase_add_test(tc, namespace_lock_excludes_other_holders);
