@@ -67,6 +67,7 @@ typedef struct {
   uint8_t handled_packs[CN_PACKS_MAX][CN_ID_BYTES]; /* the packs of that root */
   size_t n_handled_packs;
   uint64_t pushed_seq; /* the newest root handed to the known peers (cn_lt_push_root) */
+  uint64_t refused_seq; /* the last older root logged as refused (peers repeat it) */
   int pushes_left;     /* times pushed_seq is still to be pushed */
   int64_t next_resolve, next_publish;
 } follow;
@@ -637,6 +638,21 @@ static int is_followed(cn_node *n, const uint8_t pk[CN_PK_BYTES])
   return found;
 }
 
+/* Whether an older root refused now is news: peers keep re-publishing and pushing the same
+ * one, and the log says so once per seq. */
+static int first_refusal(cn_node *n, const uint8_t pk[CN_PK_BYTES], uint64_t seq)
+{
+  int news = 1;
+  pthread_mutex_lock(&n->mu);
+  for (size_t i = 0; i < n->n_fol; i++)
+    if (!memcmp(n->fol[i].pk, pk, CN_PK_BYTES)) {
+      news = n->fol[i].refused_seq != seq;
+      n->fol[i].refused_seq = seq;
+    }
+  pthread_mutex_unlock(&n->mu);
+  return news;
+}
+
 static void on_event(const cn_lt_event *ev, void *ctx)
 {
   cn_node *n = ctx;
@@ -661,7 +677,7 @@ static void on_event(const cn_lt_event *ev, void *ctx)
       if (rc == -EBADMSG)
         cn_log("namespace %s: refused a root whose signature does not verify (seq %llu)", id,
                (unsigned long long)ev->seq);
-      else if (rc == -ESTALE && ev->seq < cn_store_root_seq(n->s, ev->pk))
+      else if (rc == -ESTALE && ev->seq < cn_store_root_seq(n->s, ev->pk) && first_refusal(n, ev->pk, ev->seq))
         cn_log("namespace %s: refused root seq %llu, older than seq %llu seen before", id,
                (unsigned long long)ev->seq, (unsigned long long)cn_store_root_seq(n->s, ev->pk));
     }
