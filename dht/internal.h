@@ -35,6 +35,8 @@ int store_write_file_atomic(int dirfd, const char *name, const void *data, size_
  * when it has none): kept from when it was stored, else hashed from its file, which must
  * hash to id. */
 int store_piece_layer(cn_store *s, const uint8_t id[CN_ID_BYTES], uint64_t size, uint8_t **layer);
+/* packs/<ih hex>.torrent, relative to the home: where a pack's torrent is kept. */
+void store_pack_torrent_name(const uint8_t ih[CN_ID_BYTES], char out[96]);
 /* Makes the pack holding every object of the given packs, from this node's torrents and
  * store (piece layers from the torrents or the store's cache, else hashed from the
  * objects), and writes its torrent with piece layers: how a merge is

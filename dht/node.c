@@ -693,9 +693,8 @@ static void on_event(const cn_lt_event *ev, void *ctx)
     if (cn_lt_torrent_parse(ev->value, ev->value_len, ih, NULL, NULL, err, sizeof err) < 0 ||
         memcmp(ih, ev->ih, CN_ID_BYTES))
       break;
-    char name[128];
-    cn_hex(ih, CN_ID_BYTES, hex);
-    snprintf(name, sizeof name, "packs/%s.torrent", hex);
+    char name[96];
+    store_pack_torrent_name(ih, name);
     if (store_write_file_atomic(n->s->home_fd, name, ev->value, ev->value_len, 0600) < 0)
       break;
     pthread_mutex_lock(&n->mu);
@@ -802,9 +801,8 @@ static void rebuild_merge(cn_node *n, follow *f, const cn_root_value *rv)
     if (!listed((const uint8_t(*)[CN_ID_BYTES])rv->packs, rv->n_packs, f->handled_packs[i]))
       memcpy(removed[n_removed++], f->handled_packs[i], CN_ID_BYTES);
   for (size_t i = 0; i < rv->n_packs; i++) {
-    char name[96], hex[CN_HEX_ID_LEN + 1];
-    cn_hex(rv->packs[i], CN_ID_BYTES, hex);
-    snprintf(name, sizeof name, "packs/%s.torrent", hex);
+    char name[96];
+    store_pack_torrent_name(rv->packs[i], name);
     unknown += faccessat(n->s->home_fd, name, F_OK, 0) < 0;
   }
   if (n_removed < 2 || !unknown)
@@ -815,13 +813,14 @@ static void rebuild_merge(cn_node *n, follow *f, const cn_root_value *rv)
   pthread_mutex_lock(&n->mu);
   if (rc < 0)
     return; /* an object or torrent is missing here: fetch the merge as usual */
-  char name[96], hex[CN_HEX_ID_LEN + 1];
-  cn_hex(ih, CN_ID_BYTES, hex);
   if (listed((const uint8_t(*)[CN_ID_BYTES])rv->packs, rv->n_packs, ih)) {
+    char hex[CN_HEX_ID_LEN + 1];
+    cn_hex(ih, CN_ID_BYTES, hex);
     cn_log("pack %.16s: merged %zu packs here, as the writer did", hex, n_removed);
   } else {
     /* not the writer's merge (a root in between was missed): fetch as usual */
-    snprintf(name, sizeof name, "packs/%s.torrent", hex);
+    char name[96];
+    store_pack_torrent_name(ih, name);
     unlinkat(n->s->home_fd, name, 0);
   }
 }

@@ -53,7 +53,7 @@ void cn_root_value_build(const cn_root_value *v, cn_root *root)
   root->value_len = 2 + CN_ID_BYTES + v->n_packs * CN_ID_BYTES;
 }
 
-static void pack_name(const uint8_t ih[CN_ID_BYTES], char out[96])
+void store_pack_torrent_name(const uint8_t ih[CN_ID_BYTES], char out[96])
 {
   char hex[CN_HEX_ID_LEN + 1];
   cn_hex(ih, CN_ID_BYTES, hex);
@@ -63,7 +63,7 @@ static void pack_name(const uint8_t ih[CN_ID_BYTES], char out[96])
 int cn_store_pack_torrent(cn_store *s, const uint8_t ih[CN_ID_BYTES], uint8_t **data, size_t *len)
 {
   char name[96];
-  pack_name(ih, name);
+  store_pack_torrent_name(ih, name);
   int fd = openat(s->home_fd, name, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return errno == ENOENT ? cn_fail(ENOENT, "pack %s is not here", name + 6)
@@ -216,7 +216,7 @@ static int write_pack(cn_store *s, obj_list *l, uint8_t ih[CN_ID_BYTES])
   if (rc < 0)
     return cn_fail(-rc, "cannot make a pack: %s", err);
   char name[96];
-  pack_name(ih, name);
+  store_pack_torrent_name(ih, name);
   if (mkdirat(s->home_fd, "packs", 0700) < 0 && errno != EEXIST)
     rc = -errno;
   if (!rc && faccessat(s->home_fd, name, F_OK, 0) < 0)
