@@ -47,6 +47,7 @@ typedef struct {
   uint8_t id[CN_ID_BYTES];
   int file;
   uint64_t size;
+  int prefetched; /* asked for by readahead: asking again only costs libtorrent work */
 } pack_file;
 
 typedef struct {
@@ -86,6 +87,11 @@ typedef struct {
   uint8_t pk[CN_PK_BYTES];
 } met_key;
 
+typedef struct {
+  uint8_t ih[CN_ID_BYTES]; /* the pack it was downloaded in */
+  uint8_t id[CN_ID_BYTES];
+} adoption;
+
 struct cn_node {
   cn_store *s;
   cn_lt *lt;
@@ -112,6 +118,13 @@ struct cn_node {
   int sock_fd;
   pthread_t sock_thread;
   char sock_path[256];
+  /* Downloaded chunks a reader waits for. One thread adopts them, taking all that are
+   * queued at once: a batch costs two syncs however large, and grows while the one before
+   * it syncs, so a fast download is not held to one chunk per pair of syncs. */
+  adoption *to_adopt;
+  size_t n_to_adopt, cap_to_adopt;
+  pthread_cond_t adopt_cv;
+  pthread_t adopter;
 };
 
 static int64_t now_ms(void)
@@ -331,19 +344,63 @@ static void want_pack(cn_node *n, const uint8_t ih[CN_ID_BYTES], int want_all)
 
 /* ---- fetching ---- */
 
-/* Links a file the torrent reports complete into the store (caller holds mu). */
-static int adopt(cn_node *n, const uint8_t ih[CN_ID_BYTES], const uint8_t id[CN_ID_BYTES])
+/* Queues a file the torrent reports complete for adoption into the store (caller holds
+ * mu); the adopter thread links it and wakes the waiting readers. */
+static void queue_adoption(cn_node *n, const uint8_t ih[CN_ID_BYTES], const uint8_t id[CN_ID_BYTES])
 {
-  char dir[3800], path[4096], rel[80];
-  pack_dir(n, ih, dir, sizeof dir);
-  store_chunk_relpath(id, rel);
-  snprintf(path, sizeof path, "%s/%s", dir, rel);
-  int rc = store_adopt_file(n->s, path, id);
-  if (rc < 0)
-    cn_log("%s", cn_err());
-  else
+  for (size_t i = 0; i < n->n_to_adopt; i++)
+    if (!memcmp(n->to_adopt[i].id, id, CN_ID_BYTES))
+      return;
+  if (n->n_to_adopt == n->cap_to_adopt) {
+    n->cap_to_adopt = n->cap_to_adopt ? 2 * n->cap_to_adopt : 64;
+    n->to_adopt = realloc(n->to_adopt, n->cap_to_adopt * sizeof *n->to_adopt);
+    if (!n->to_adopt)
+      abort();
+  }
+  adoption *a = &n->to_adopt[n->n_to_adopt++];
+  memcpy(a->ih, ih, CN_ID_BYTES);
+  memcpy(a->id, id, CN_ID_BYTES);
+  pthread_cond_signal(&n->adopt_cv);
+}
+
+static void *adopt_queued(void *arg)
+{
+  cn_node *n = arg;
+  pthread_mutex_lock(&n->mu);
+  while (!n->stop) {
+    if (!n->n_to_adopt) {
+      pthread_cond_wait(&n->adopt_cv, &n->mu);
+      continue;
+    }
+    adoption *batch = n->to_adopt;
+    size_t k = n->n_to_adopt;
+    n->to_adopt = NULL;
+    n->n_to_adopt = n->cap_to_adopt = 0;
+    pthread_mutex_unlock(&n->mu);
+    const char **paths = calloc(k, sizeof *paths);
+    uint8_t (*ids)[CN_ID_BYTES] = calloc(k, CN_ID_BYTES);
+    size_t m = 0;
+    for (size_t i = 0; paths && ids && i < k; i++) {
+      char dir[3800], rel[80], *path;
+      pack_dir(n, batch[i].ih, dir, sizeof dir);
+      store_chunk_relpath(batch[i].id, rel);
+      if (asprintf(&path, "%s/%s", dir, rel) < 0)
+        break;
+      paths[m] = path;
+      memcpy(ids[m++], batch[i].id, CN_ID_BYTES);
+    }
+    if (m && store_adopt_files(n->s, paths, (const uint8_t(*)[CN_ID_BYTES])ids, m) < 0)
+      cn_log("%s", cn_err());
+    for (size_t i = 0; i < m; i++)
+      free((char *)paths[i]);
+    free(paths);
+    free(ids);
+    free(batch);
+    pthread_mutex_lock(&n->mu);
     pthread_cond_broadcast(&n->cv);
-  return rc;
+  }
+  pthread_mutex_unlock(&n->mu);
+  return NULL;
 }
 
 /* Adopts every file of a pack that is complete in the session but not in the store, in
@@ -415,10 +472,13 @@ static int fetch(const uint8_t id[CN_ID_BYTES], int how, void *ctx)
         else if ((f = pack_lookup(&n->packs[i], id)))
           p = &n->packs[i];
       }
-      if (f) {
+      if (f && prefetch_only && f->prefetched) {
+        break;
+      } else if (f) {
         memcpy(ih, p->ih, CN_ID_BYTES);
         file = f->file;
         cn_lt_want_file(n->lt, ih, file, prefetch_only ? 1000 : 0);
+        f->prefetched |= prefetch_only;
         asked = 1;
       } else if (prefetch_only) {
         break;
@@ -437,8 +497,8 @@ static int fetch(const uint8_t id[CN_ID_BYTES], int how, void *ctx)
     if (flags && cn_lt_files_done(n->lt, ih, flags, file + 1) == 0)
       done = flags[file];
     free(flags);
-    if (done && adopt(n, ih, id) == 0)
-      continue;
+    if (done)
+      queue_adoption(n, ih, id);
     if (now_ms() >= rerequest) {
       /* a piece that failed its check loses its deadline: ask again */
       cn_lt_want_file(n->lt, ih, file, 0);
@@ -710,7 +770,7 @@ static void on_event(const cn_lt_event *ev, void *ctx)
     pack *p = find_pack(n, ev->ih);
     pack_file *f = p && p->by_index && ev->file >= 0 && ev->file <= p->max_index ? p->by_index[ev->file] : NULL;
     if (f && !p->want_all)
-      adopt(n, p->ih, f->id); /* a reader is waiting; a host's files go in batches */
+      queue_adoption(n, p->ih, f->id); /* a reader is waiting; a host's files are swept */
     else if (f)
       n->next_sweep = 0;
     pthread_mutex_unlock(&n->mu);
@@ -1208,6 +1268,7 @@ int cn_node_start(cn_store *s, const char *listen_on, cn_node **out)
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&n->cv, &ca);
   pthread_condattr_destroy(&ca);
+  pthread_cond_init(&n->adopt_cv, NULL);
   uint8_t seed[CN_SEED_BYTES];
   cn_nskey k;
   int rc = cn_store_node_seed(s, seed);
@@ -1276,6 +1337,7 @@ int cn_node_start(cn_store *s, const char *listen_on, cn_node **out)
   cn_store_set_fetcher(s, fetch, n);
   cn_store_set_root_listener(s, on_root, n);
   pthread_create(&n->maint, NULL, maintain, n);
+  pthread_create(&n->adopter, NULL, adopt_queued, n);
   *out = n;
   return 0;
 }
@@ -1291,8 +1353,10 @@ void cn_node_stop(cn_node *n)
   pthread_mutex_lock(&n->mu);
   n->stop = 1;
   pthread_cond_broadcast(&n->cv);
+  pthread_cond_signal(&n->adopt_cv);
   pthread_mutex_unlock(&n->mu);
   pthread_join(n->maint, NULL);
+  pthread_join(n->adopter, NULL);
   if (n->sock_fd >= 0) {
     pthread_join(n->sock_thread, NULL);
     close(n->sock_fd);
@@ -1307,6 +1371,8 @@ void cn_node_stop(cn_node *n)
   free(n->fol);
   free(n->heard);
   free(n->met);
+  free(n->to_adopt);
+  pthread_cond_destroy(&n->adopt_cv);
   pthread_cond_destroy(&n->cv);
   pthread_mutex_destroy(&n->mu);
   free(n);

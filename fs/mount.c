@@ -45,8 +45,9 @@
 /* At most this many threads push decrypted chunks into the page cache at once, so that
  * the others stay free to answer the reads those pushes may wait for. */
 #define MAX_CACHE_PUSHES 4
-/* Chunk files read ahead (by the kernel, in the background) during sequential reads. */
-#define READAHEAD_CHUNKS 8
+/* Chunks read ahead during sequential reads: local ones by the kernel in the background,
+ * remote ones by the peer layer (about 8 MiB in flight keeps a loopback transfer busy). */
+#define READAHEAD_CHUNKS 32
 /* Decrypted chunks kept per open file: the kernel's readahead has several threads reading
  * neighbouring offsets at once, and each chunk should be decrypted only once. */
 #define READ_CACHE_CHUNKS 4
@@ -94,6 +95,7 @@ struct inode {
   struct cached_chunk { uint8_t *data; size_t len, index; uint64_t used; } cache[READ_CACHE_CHUNKS];
   size_t loading[READ_CACHE_CHUNKS]; /* chunk indexes being decrypted, SIZE_MAX for none */
   uint64_t read_gen;  /* bumped whenever extents or cache are dropped */
+  size_t ahead_until; /* chunks before this index were read ahead already */
   /* Sealing ahead (seal_ahead thread): while a file is only appended to from empty, its
    * chunks up to sealed_end are sealed already; any other change drops them (gen). */
   int append_only, sealing, seal_queued;
@@ -187,6 +189,7 @@ static void drop_read_state(inode *n)
   n->extents = NULL;
   n->n_extents = 0;
   n->have_extents = 0;
+  n->ahead_until = 0;
   for (size_t i = 0; i < READ_CACHE_CHUNKS; i++) {
     free(n->cache[i].data);
     n->cache[i].data = NULL;
@@ -937,13 +940,19 @@ static int read_chunks(inode *n, uint8_t *out, size_t size, uint64_t off, size_t
         n->loading[slot] = lo;
       uint8_t *plain;
       size_t len;
-      /* reading on from the previous chunk: have the next few read from disk meanwhile */
-      size_t ahead = lo > 0 && find_cached(n, lo - 1) ? READAHEAD_CHUNKS : 0;
-      if (lo + 1 + ahead > n->n_extents)
-        ahead = n->n_extents - lo - 1;
+      /* reading on from the previous chunk: have the next few read (or fetched) meanwhile,
+       * each once: the window moves on by a chunk per chunk read */
+      size_t ahead_from = lo + 1, ahead_to = lo + 1;
+      if (lo > 0 && find_cached(n, lo - 1)) {
+        ahead_to = lo + 1 + READAHEAD_CHUNKS < n->n_extents ? lo + 1 + READAHEAD_CHUNKS : n->n_extents;
+        if (n->ahead_until > ahead_from && n->ahead_until <= ahead_to)
+          ahead_from = n->ahead_until;
+        n->ahead_until = ahead_to;
+      }
+      size_t ahead = ahead_to > ahead_from ? ahead_to - ahead_from : 0;
       uint8_t next[READAHEAD_CHUNKS][CN_ID_BYTES];
       for (size_t i = 0; i < ahead; i++)
-        memcpy(next[i], n->extents[lo + 1 + i].ref.id, CN_ID_BYTES);
+        memcpy(next[i], n->extents[ahead_from + i].ref.id, CN_ID_BYTES);
       pthread_mutex_unlock(&M.lock);
       for (size_t i = 0; i < ahead; i++)
         cn_store_prefetch(M.store, next[i]);
