@@ -382,6 +382,7 @@ extern "C" cn_lt *cn_lt_start(const char *listen, const char *node_tag, const ch
     sp.set_int(lt::settings_pack::max_out_request_queue, 1500);
     sp.set_int(lt::settings_pack::max_queued_disk_bytes, 16 << 20);
     sp.set_int(lt::settings_pack::connection_speed, 200);
+    sp.set_bool(lt::settings_pack::send_redundant_have, false);  // see cn_lt_announce_to_seeds
     // Complete packs (every pack of a host, a merge a host makes itself) get a connection
     // attempt as often as downloading ones, not one in ten: `sync` counts a host only
     // over a connection on every pack, and two seeds never connect otherwise.
@@ -446,6 +447,12 @@ extern "C" void cn_lt_stop(cn_lt *l) {
 
 extern "C" int cn_lt_listen_port(cn_lt *l) {
   return l->ses->is_listening() ? l->ses->listen_port() : 0;
+}
+
+extern "C" void cn_lt_announce_to_seeds(cn_lt *l, int on) {
+  lt::settings_pack sp;
+  sp.set_bool(lt::settings_pack::send_redundant_have, on != 0);
+  l->ses->apply_settings(std::move(sp));
 }
 
 extern "C" void cn_lt_dht_add_node(cn_lt *l, const char *host, int port) {

@@ -61,6 +61,12 @@ cn_lt *cn_lt_start(const char *listen, const char *node_tag, const char *client,
 void cn_lt_stop(cn_lt *lt);
 /* The TCP port actually listened on, or 0 before the socket is up. */
 int cn_lt_listen_port(cn_lt *lt);
+/* Whether pieces this node completes are announced (HAVE) to peers that hold them
+ * already. Off at start: libtorrent 2.0.8 scans every file of the torrent for each HAVE it
+ * receives, so a reader would cost each seed it reads from a full scan per 32 KiB piece.
+ * A host turns it on: the node it fetches from learns only that way that it holds a pack
+ * (what `cairn sync` counts). */
+void cn_lt_announce_to_seeds(cn_lt *lt, int on);
 
 /* DHT. */
 void cn_lt_dht_add_node(cn_lt *lt, const char *host, int port);

@@ -1001,6 +1001,8 @@ int cn_node_follow(cn_node *n, const uint8_t pk[CN_PK_BYTES], enum cn_follow how
     f->how = how;
     f->handled_seq = 0; /* re-add its packs with every file wanted */
   }
+  if (how == CN_FOLLOW_HOST)
+    cn_lt_announce_to_seeds(n->lt, 1);
   pthread_cond_broadcast(&n->cv);
   pthread_mutex_unlock(&n->mu);
   return 0;
