@@ -726,7 +726,7 @@ extern "C" int cn_lt_want_file(cn_lt *l, const uint8_t ih[32], int file, int dea
   lt::file_index_t f(file);
   h.file_priority(f, lt::top_priority);
   const lt::file_storage &fs = ti->files();
-  if (fs.file_size(f) == 0) return 0;
+  if (fs.file_size(f) == 0 || deadline_ms < 0) return 0;
   lt::piece_index_t first = fs.piece_index_at_file(f);
   int pieces = static_cast<int>((fs.file_size(f) + ti->piece_length() - 1) / ti->piece_length());
   for (int i = 0; i < pieces; i++) h.set_piece_deadline(lt::piece_index_t(static_cast<int>(first) + i), deadline_ms);

@@ -116,7 +116,8 @@ int cn_lt_add(cn_lt *lt, const uint8_t *torrent, size_t len, const char *save_pa
 int cn_lt_add_magnet(cn_lt *lt, const uint8_t ih[32], const char *save_path);
 int cn_lt_remove(cn_lt *lt, const uint8_t ih[32]);
 int cn_lt_has(cn_lt *lt, const uint8_t ih[32]);
-/* Fetches one file now: top priority and a deadline of deadline_ms on its pieces. */
+/* Fetches one file: top priority, and a deadline of deadline_ms on its pieces unless
+ * deadline_ms < 0. */
 int cn_lt_want_file(cn_lt *lt, const uint8_t ih[32], int file, int deadline_ms);
 int cn_lt_connect(cn_lt *lt, const uint8_t ih[32], const char *host, int port);
 /* Every file wanted (a host) or none until asked for (a reader). */

@@ -145,6 +145,20 @@ static void deadline_in(struct timespec *ts, int ms)
   }
 }
 
+/* Room for one more element at index used of a growable array: doubles the capacity,
+ * starting at first_cap. Out of memory aborts, as every allocation failure in the node. */
+static void *grow(void *arr, size_t used, size_t *cap, size_t elem_size, size_t first_cap)
+{
+  if (used < *cap)
+    return arr;
+  size_t new_cap = *cap ? 2 * *cap : first_cap;
+  void *p = realloc(arr, new_cap * elem_size);
+  if (!p)
+    abort();
+  *cap = new_cap;
+  return p;
+}
+
 static pack *find_pack(cn_node *n, const uint8_t ih[CN_ID_BYTES])
 {
   for (size_t i = 0; i < n->n_packs; i++)
@@ -313,13 +327,8 @@ static void want_pack(cn_node *n, const uint8_t ih[CN_ID_BYTES], int want_all)
     }
     return;
   }
-  if (n->n_packs == n->cap_packs) {
-    /* pack pointers are handed out under mu only, so moving them is safe */
-    n->cap_packs = n->cap_packs ? 2 * n->cap_packs : 16;
-    n->packs = realloc(n->packs, n->cap_packs * sizeof *n->packs);
-    if (!n->packs)
-      abort();
-  }
+  /* pack pointers are handed out under mu only, so moving them is safe */
+  n->packs = grow(n->packs, n->n_packs, &n->cap_packs, sizeof *n->packs, 16);
   p = &n->packs[n->n_packs++];
   memset(p, 0, sizeof *p);
   memcpy(p->ih, ih, CN_ID_BYTES);
@@ -351,12 +360,7 @@ static void queue_adoption(cn_node *n, const uint8_t ih[CN_ID_BYTES], const uint
   for (size_t i = 0; i < n->n_to_adopt; i++)
     if (!memcmp(n->to_adopt[i].id, id, CN_ID_BYTES))
       return;
-  if (n->n_to_adopt == n->cap_to_adopt) {
-    n->cap_to_adopt = n->cap_to_adopt ? 2 * n->cap_to_adopt : 64;
-    n->to_adopt = realloc(n->to_adopt, n->cap_to_adopt * sizeof *n->to_adopt);
-    if (!n->to_adopt)
-      abort();
-  }
+  n->to_adopt = grow(n->to_adopt, n->n_to_adopt, &n->cap_to_adopt, sizeof *n->to_adopt, 64);
   adoption *a = &n->to_adopt[n->n_to_adopt++];
   memcpy(a->ih, ih, CN_ID_BYTES);
   memcpy(a->id, id, CN_ID_BYTES);
@@ -477,7 +481,10 @@ static int fetch(const uint8_t id[CN_ID_BYTES], int how, void *ctx)
       } else if (f) {
         memcpy(ih, p->ih, CN_ID_BYTES);
         file = f->file;
-        cn_lt_want_file(n->lt, ih, file, prefetch_only ? 1000 : 0);
+        /* read-ahead only needs the file soon: top priority, no deadline (deadlines put
+         * pieces in libtorrent's time-critical mode, which re-asks slow blocks of other
+         * peers); the chunk a read waits for gets one */
+        cn_lt_want_file(n->lt, ih, file, prefetch_only ? -1 : 0);
         f->prefetched |= prefetch_only;
         asked = 1;
       } else if (prefetch_only) {
@@ -531,10 +538,7 @@ static void hear_item(cn_node *n, const cn_lt_event *ev)
         !memcmp(n->heard[i].salt, ev->salt, ev->salt_len))
       it = &n->heard[i];
   if (!it) {
-    if (n->n_heard == n->cap_heard) {
-      n->cap_heard = n->cap_heard ? 2 * n->cap_heard : 16;
-      n->heard = realloc(n->heard, n->cap_heard * sizeof *n->heard);
-    }
+    n->heard = grow(n->heard, n->n_heard, &n->cap_heard, sizeof *n->heard, 16);
     it = &n->heard[n->n_heard++];
     memset(it, 0, sizeof *it);
     memcpy(it->pk, ev->pk, CN_PK_BYTES);
@@ -630,10 +634,7 @@ static int meet_peer(const char *tag, const char *endpoint, int seed, const char
   for (size_t i = 0; i < n->n_met; i++)
     if (!memcmp(n->met[i].pk, pk, CN_PK_BYTES) && !memcmp(n->met[i].ih, m->ih, CN_ID_BYTES))
       return 0;
-  if (n->n_met == n->cap_met) {
-    n->cap_met = n->cap_met ? 2 * n->cap_met : 32;
-    n->met = realloc(n->met, n->cap_met * sizeof *n->met);
-  }
+  n->met = grow(n->met, n->n_met, &n->cap_met, sizeof *n->met, 32);
   memcpy(n->met[n->n_met].ih, m->ih, CN_ID_BYTES);
   memcpy(n->met[n->n_met++].pk, pk, CN_PK_BYTES);
   return 0;
@@ -987,12 +988,7 @@ int cn_node_follow(cn_node *n, const uint8_t pk[CN_PK_BYTES], enum cn_follow how
     if (!memcmp(n->fol[i].pk, pk, CN_PK_BYTES))
       f = &n->fol[i];
   if (!f) {
-    if (n->n_fol == n->cap_fol) {
-      n->cap_fol = n->cap_fol ? 2 * n->cap_fol : 8;
-      n->fol = realloc(n->fol, n->cap_fol * sizeof *n->fol);
-      if (!n->fol)
-        abort();
-    }
+    n->fol = grow(n->fol, n->n_fol, &n->cap_fol, sizeof *n->fol, 8);
     f = &n->fol[n->n_fol++];
     memset(f, 0, sizeof *f);
     memcpy(f->pk, pk, CN_PK_BYTES);
