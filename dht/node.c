@@ -367,6 +367,30 @@ static void queue_adoption(cn_node *n, const uint8_t ih[CN_ID_BYTES], const uint
   pthread_cond_signal(&n->adopt_cv);
 }
 
+/* Links downloaded files into the store, as one batch (store_adopt_files: two syncs for
+ * the lot). Called without mu. */
+static void adopt_batch(cn_node *n, const adoption *batch, size_t k)
+{
+  const char **paths = calloc(k ? k : 1, sizeof *paths);
+  uint8_t (*ids)[CN_ID_BYTES] = calloc(k ? k : 1, CN_ID_BYTES);
+  size_t m = 0;
+  for (size_t i = 0; paths && ids && i < k; i++) {
+    char dir[3800], rel[80], *path;
+    pack_dir(n, batch[i].ih, dir, sizeof dir);
+    store_chunk_relpath(batch[i].id, rel);
+    if (asprintf(&path, "%s/%s", dir, rel) < 0)
+      break;
+    paths[m] = path;
+    memcpy(ids[m++], batch[i].id, CN_ID_BYTES);
+  }
+  if (m && store_adopt_files(n->s, paths, (const uint8_t(*)[CN_ID_BYTES])ids, m) < 0)
+    cn_log("%s", cn_err());
+  for (size_t i = 0; i < m; i++)
+    free((char *)paths[i]);
+  free(paths);
+  free(ids);
+}
+
 static void *adopt_queued(void *arg)
 {
   cn_node *n = arg;
@@ -381,24 +405,7 @@ static void *adopt_queued(void *arg)
     n->to_adopt = NULL;
     n->n_to_adopt = n->cap_to_adopt = 0;
     pthread_mutex_unlock(&n->mu);
-    const char **paths = calloc(k, sizeof *paths);
-    uint8_t (*ids)[CN_ID_BYTES] = calloc(k, CN_ID_BYTES);
-    size_t m = 0;
-    for (size_t i = 0; paths && ids && i < k; i++) {
-      char dir[3800], rel[80], *path;
-      pack_dir(n, batch[i].ih, dir, sizeof dir);
-      store_chunk_relpath(batch[i].id, rel);
-      if (asprintf(&path, "%s/%s", dir, rel) < 0)
-        break;
-      paths[m] = path;
-      memcpy(ids[m++], batch[i].id, CN_ID_BYTES);
-    }
-    if (m && store_adopt_files(n->s, paths, (const uint8_t(*)[CN_ID_BYTES])ids, m) < 0)
-      cn_log("%s", cn_err());
-    for (size_t i = 0; i < m; i++)
-      free((char *)paths[i]);
-    free(paths);
-    free(ids);
+    adopt_batch(n, batch, k);
     free(batch);
     pthread_mutex_lock(&n->mu);
     pthread_cond_broadcast(&n->cv);
@@ -416,34 +423,24 @@ static void sweep_pack(cn_node *n, pack *p)
   if (!p->added || p->max_index < 0)
     return;
   uint8_t *done = calloc((size_t)p->max_index + 1, 1);
-  const char **paths = calloc(p->n_files + 1, sizeof *paths);
-  uint8_t (*ids)[CN_ID_BYTES] = calloc(p->n_files + 1, CN_ID_BYTES);
+  adoption *batch = calloc(p->n_files + 1, sizeof *batch);
   size_t k = 0;
-  char dir[3800];
-  pack_dir(n, p->ih, dir, sizeof dir);
-  if (done && paths && ids && cn_lt_files_done(n->lt, p->ih, done, p->max_index + 1) == 0)
+  if (done && batch && cn_lt_files_done(n->lt, p->ih, done, p->max_index + 1) == 0)
     for (size_t i = 0; i < p->n_files; i++) {
       char rel[80];
       store_chunk_relpath(p->files[i].id, rel);
       if (!done[p->files[i].file] || faccessat(n->s->home_fd, rel, F_OK, 0) == 0)
         continue;
-      char *path;
-      if (asprintf(&path, "%s/%s", dir, rel) < 0)
-        break;
-      paths[k] = path;
-      memcpy(ids[k++], p->files[i].id, CN_ID_BYTES);
+      memcpy(batch[k].ih, p->ih, CN_ID_BYTES);
+      memcpy(batch[k++].id, p->files[i].id, CN_ID_BYTES);
     }
   if (k) {
     pthread_mutex_unlock(&n->mu);
-    if (store_adopt_files(n->s, paths, (const uint8_t(*)[CN_ID_BYTES])ids, k) < 0)
-      cn_log("%s", cn_err());
+    adopt_batch(n, batch, k);
     pthread_mutex_lock(&n->mu);
     pthread_cond_broadcast(&n->cv);
   }
-  for (size_t i = 0; i < k; i++)
-    free((char *)paths[i]);
-  free(paths);
-  free(ids);
+  free(batch);
   free(done);
 }
 
