@@ -95,6 +95,11 @@ void cn_root_value_build(const cn_root_value *v, cn_root *root);
  * namespace keeps O(log n) packs), then makes a pack of the given stored objects (durable
  * ones: flush first), writes its torrent to packs/<ih hex>.torrent and appends it. */
 int cn_store_pack_add(cn_store *s, cn_root_value *v, const uint8_t (*ids)[CN_ID_BYTES], size_t n);
+/* Deletes packs/<ih hex>.torrent of every pack `before` lists and `after` does not (a
+ * merge replaced it). Call only once a root listing `after` is durable: until then the
+ * torrents are what a merge is made from. Packs of one namespace never name another's
+ * (each holds a commit, which names its namespace), so other namespaces lose nothing. */
+void cn_store_pack_forget(cn_store *s, const cn_root_value *before, const cn_root_value *after);
 /* Reads packs/<ih hex>.torrent; -ENOENT when this node does not have it. */
 int cn_store_pack_torrent(cn_store *s, const uint8_t ih[CN_ID_BYTES], uint8_t **data, size_t *len);
 /* Calls fn for every object of a pack whose torrent this node has. */

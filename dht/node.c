@@ -902,6 +902,10 @@ static void handle_follow(cn_node *n, size_t i, int64_t t)
       }
       for (size_t k = 0; k < rv.n_packs; k++)
         want_pack(n, rv.packs[k], f->how == CN_FOLLOW_HOST);
+      /* the merge is made (or being fetched): the torrents it replaced are not needed */
+      cn_root_value handled = {.n_packs = f->n_handled_packs};
+      memcpy(handled.packs, f->handled_packs, f->n_handled_packs * CN_ID_BYTES);
+      cn_store_pack_forget(n->s, &handled, &rv);
       memcpy(f->handled_packs, rv.packs, rv.n_packs * CN_ID_BYTES);
       f->n_handled_packs = rv.n_packs;
       f->handled_seq = seq;

@@ -225,6 +225,28 @@ static int write_pack(cn_store *s, obj_list *l, uint8_t ih[CN_ID_BYTES])
   return rc < 0 ? cn_fail(-rc, "cannot write %s: %s", name, strerror(-rc)) : 0;
 }
 
+static void unlink_pack_torrent(cn_store *s, const uint8_t ih[CN_ID_BYTES])
+{
+  char name[96];
+  store_pack_torrent_name(ih, name);
+  if (unlinkat(s->home_fd, name, 0) < 0 && errno != ENOENT) {
+    char hex[CN_HEX_ID_LEN + 1];
+    cn_hex(ih, CN_ID_BYTES, hex);
+    cn_log("pack %.16s: cannot delete its merged-away torrent: %s", hex, strerror(errno));
+  }
+}
+
+void cn_store_pack_forget(cn_store *s, const cn_root_value *before, const cn_root_value *after)
+{
+  for (size_t i = 0; i < before->n_packs; i++) {
+    size_t k = 0;
+    while (k < after->n_packs && memcmp(before->packs[i], after->packs[k], CN_ID_BYTES))
+      k++;
+    if (k == after->n_packs)
+      unlink_pack_torrent(s, before->packs[i]);
+  }
+}
+
 static ssize_t pack_objects(cn_store *s, const uint8_t ih[CN_ID_BYTES])
 {
   size_t n = 0;
@@ -241,6 +263,7 @@ int cn_store_pack_add(cn_store *s, cn_root_value *v, const uint8_t (*ids)[CN_ID_
    * for the new one. The new pack is never merged in the commit that makes it: the
    * namespace's hosts hold every older pack, so they can rebuild a merge of those
    * themselves (store_pack_rebuild) instead of fetching it. */
+  int last_merged_here = 0;
   while (v->n_packs >= 2) {
     ssize_t older = pack_objects(s, v->packs[v->n_packs - 2]);
     ssize_t newer = pack_objects(s, v->packs[v->n_packs - 1]);
@@ -251,7 +274,11 @@ int cn_store_pack_add(cn_store *s, cn_root_value *v, const uint8_t (*ids)[CN_ID_
     uint8_t merged[CN_ID_BYTES];
     if ((rc = store_pack_rebuild(s, (const uint8_t(*)[CN_ID_BYTES])v->packs + v->n_packs - 2, 2, merged)) < 0)
       break;
+    /* a merge made by this call and merged again was never published: nobody needs it */
+    if (last_merged_here)
+      unlink_pack_torrent(s, v->packs[v->n_packs - 1]);
     memcpy(v->packs[--v->n_packs - 1], merged, CN_ID_BYTES);
+    last_merged_here = 1;
   }
   for (size_t i = 0; !rc && i < n; i++) {
     char rel[80];

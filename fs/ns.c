@@ -406,6 +406,7 @@ int cn_ns_commit(cn_ns *ns)
   size_t n_for_root = ns->n_touched;
   cn_root_value rv = {0};
   rc = previous_packs(ns, &rv);
+  cn_root_value published = rv;
   if (!rc)
     rc = cn_store_pack_add(ns->store, &rv, (const uint8_t(*)[CN_ID_BYTES])ns->touched, ns->n_touched);
   cn_root root = {.seq = seq};
@@ -422,6 +423,7 @@ int cn_ns_commit(cn_ns *ns)
     ns->n_touched = n_listed; /* a retry lists the same objects */
     return rc;
   }
+  cn_store_pack_forget(ns->store, &published, &rv);
   ns->seq = seq;
   ns->has_head = 1;
   memcpy(ns->head, commit_id, CN_ID_BYTES);

@@ -108,6 +108,13 @@ for n in b c; do
   grep -q "merged 2 packs here, as the writer did" "$SCRATCH/$n.log" && ok "$n made the merged pack itself" \
     || not_ok "$n did not make the merged pack itself"
 done
+# the torrents of the packs that merge replaced are deleted, on the writer and on the hosts
+listed=$(C a status site | sed -n 's/.* packs \([0-9]*\) .*/\1/p')
+for n in a b c; do
+  held=$(ls "$(H $n)/packs" | grep -c '\.torrent$')
+  [ -n "$listed" ] && [ "$held" = "$listed" ] && ok "$n keeps only the $listed pack torrents the root lists" \
+    || not_ok "$n holds $held pack torrents, the root lists '$listed'"
+done
 
 # ---- a corrupt host: B's chunks have flipped bytes; E still reads correct data ----
 n=0

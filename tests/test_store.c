@@ -1,6 +1,7 @@
 /* Unit tests for dht/: the local chunk store and its index. */
 #include "dht/dht.h"
 #include "check_main.h"
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -229,6 +230,21 @@ static int has_id(const id_set *set, const uint8_t id[32])
   return 0;
 }
 
+static size_t count_torrents(void)
+{
+  char path[4200];
+  snprintf(path, sizeof path, "%s/packs", home);
+  DIR *d = opendir(path);
+  ck_assert_ptr_nonnull(d);
+  size_t n = 0;
+  for (struct dirent *e; (e = readdir(d));) {
+    size_t len = strlen(e->d_name);
+    n += len > 8 && !strcmp(e->d_name + len - 8, ".torrent");
+  }
+  closedir(d);
+  return n;
+}
+
 /* FORMAT §11: each commit appends one pack of exactly its new objects (merges only ever
  * combine older packs, which hosts can then rebuild), the list stays O(log n), and the
  * packs together hold everything. */
@@ -250,10 +266,14 @@ START_TEST(packs_append_new_objects_and_merge_older_ones)
       memcpy(all[c * PER + k], ids[k], 32);
     }
     ck_assert_int_eq(cn_store_flush(s), 0);
+    cn_root_value published = v;
     uint8_t before[CN_PACKS_MAX][32];
     size_t n_before = v.n_packs;
     memcpy(before, v.packs, sizeof before);
     ck_assert_int_eq(cn_store_pack_add(s, &v, (const uint8_t(*)[32])ids, PER), 0);
+    /* once the root is durable, packs/ holds the listed torrents and nothing else */
+    cn_store_pack_forget(s, &published, &v);
+    ck_assert_uint_eq(count_torrents(), v.n_packs);
     got.n = 0;
     ck_assert_int_eq(cn_store_pack_foreach(s, v.packs[v.n_packs - 1], collect_id, &got), 0);
     ck_assert_uint_eq(got.n, PER);
