@@ -4,8 +4,9 @@
  * - Signed roots travel as BEP 44 items. Whatever arrives goes through cn_store_root_put,
  *   which checks the signature and refuses any seq not above the high-water mark, so a
  *   replayed or forged root never replaces a newer one.
- * - Packs are torrents whose save path is packs/<ih>/; the objects this node already has
- *   are hard-linked there from chunks/, so seeding reads the store itself. A downloaded
+ * - Packs are torrents whose paths are the store's chunk paths. A pack the store holds in
+ *   full seeds from the store's home itself. One still to be downloaded gets the save path
+ *   packs/<ih>/, where the objects this node already has are hard-linked. A downloaded
  *   file is checked against its chunk ID, fsync'd and linked into chunks/ before any
  *   reader sees it: a half-downloaded chunk is never visible in the store.
  * - One maintenance thread resolves, publishes and (re)adds packs; libtorrent's alerts
@@ -16,6 +17,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +57,7 @@ typedef struct {
   int added;        /* 0: waiting for metadata (magnet), 1: torrent added */
   int meta_ready;   /* metadata written to packs/, re-add as a full torrent */
   int want_all;
+  int at_home;      /* complete when added: seeds from the store, no link tree (load_pack) */
   pack_file *files; /* sorted by id */
   size_t n_files;
   pack_file **by_index;
@@ -227,10 +230,23 @@ static int load_file(int file, const char *path, uint64_t size, const uint8_t *l
   return 0;
 }
 
-/* Reads the pack's torrent from packs/ into p's file table and hard-links what the store
- * already holds under the pack's save path (no download, no copy). Returns how many of
- * its files are present, or a negative errno (caller holds mu). */
-static ssize_t load_pack(cn_node *n, pack *p, uint8_t **torrent, size_t *torrent_len)
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+  (void)st, (void)ftw;
+  if ((type == FTW_DP ? rmdir(path) : unlink(path)) < 0 && errno != ENOENT)
+    cn_log("cannot remove %s: %s", path, strerror(errno));
+  return 0;
+}
+
+/* Reads the pack's torrent from packs/ into p's file table. A pack whose files are all in
+ * the store seeds from the store itself when may_seed_from_store (p->at_home; its torrent's
+ * paths are the store's chunk paths), and a link tree left from downloading it earlier is
+ * removed: only its directories take space, a disk block each, for thousands of them.
+ * Otherwise what the store holds is hard-linked under packs/<ih>/, the pack's save path
+ * for downloading (no copy). Returns how many of its files are present, or a negative
+ * errno (caller holds mu). */
+static ssize_t load_pack(cn_node *n, pack *p, int may_seed_from_store, uint8_t **torrent,
+                         size_t *torrent_len)
 {
   uint8_t *t, ih[CN_ID_BYTES];
   size_t len;
@@ -261,13 +277,20 @@ static ssize_t load_pack(cn_node *n, pack *p, uint8_t **torrent, size_t *torrent
   ssize_t present = 0;
   for (size_t i = 0; i < p->n_files; i++) {
     store_chunk_relpath(p->files[i].id, rel);
+    present += faccessat(n->s->home_fd, rel, F_OK, 0) == 0;
+  }
+  p->at_home = may_seed_from_store && (size_t)present == p->n_files;
+  if (p->at_home)
+    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+  for (size_t i = 0; !p->at_home && i < p->n_files; i++) {
+    store_chunk_relpath(p->files[i].id, rel);
     snprintf(src, sizeof src, "%s/%s", n->s->home, rel);
     snprintf(dst, sizeof dst, "%s/%s", dir, rel);
     if (access(src, F_OK) < 0)
       continue;
     mkdirs_for(dst);
-    if (link(src, dst) == 0 || errno == EEXIST)
-      present++;
+    if (link(src, dst) < 0 && errno != EEXIST)
+      present--; /* libtorrent will not find it: download it */
   }
   if (torrent) {
     *torrent = t;
@@ -283,12 +306,13 @@ static int add_pack_torrent(cn_node *n, pack *p)
 {
   uint8_t *t;
   size_t len;
-  ssize_t present = load_pack(n, p, &t, &len);
+  ssize_t present = load_pack(n, p, 1, &t, &len);
   if (present < 0)
     return (int)present;
   char dir[4096], err[256] = "";
   pack_dir(n, p->ih, dir, sizeof dir);
-  int rc = cn_lt_add(n->lt, t, len, dir, (size_t)present == p->n_files, p->want_all, err, sizeof err);
+  int rc = cn_lt_add(n->lt, t, len, p->at_home ? n->s->home : dir, (size_t)present == p->n_files,
+                     p->want_all, err, sizeof err);
   free(t);
   if (rc < 0)
     return cn_fail(-rc, "cannot add pack: %s", err);
@@ -301,7 +325,7 @@ static int add_pack_torrent(cn_node *n, pack *p)
  * (caller holds mu). */
 static int finish_magnet(cn_node *n, pack *p)
 {
-  ssize_t present = load_pack(n, p, NULL, NULL);
+  ssize_t present = load_pack(n, p, 0, NULL, NULL); /* its save path is packs/<ih>/ */
   if (present < 0)
     return (int)present;
   if (present > 0)
