@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -2073,10 +2074,62 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 
 /* ---- session ---- */
 
+#define MAX_READAHEAD_BYTES (1u << 20)
+
+/* mountinfo escapes space, tab, newline and backslash as \ooo */
+static void unescape_mountinfo(char *s)
+{
+  char *out = s;
+  for (char *in = s; *in; in++)
+    if (in[0] == '\\' && in[1] >= '0' && in[1] <= '3' && in[2] >= '0' && in[2] <= '7' &&
+        in[3] >= '0' && in[3] <= '7') {
+      *out++ = (char)((in[1] - '0') * 64 + (in[2] - '0') * 8 + (in[3] - '0'));
+      in += 3;
+    } else {
+      *out++ = *in;
+    }
+  *out = 0;
+}
+
+/* The kernel caps a FUSE mount's readahead at 128 KiB, below the max_readahead agreed at
+ * init; a cold 1 GiB sequential read went from about 200 to 400 MiB/s with 1 MiB. Only
+ * root may raise it (sysfs): anyone else keeps the kernel's default. The mount is found
+ * in mountinfo, not by stat, which would be a request to this not yet serving daemon. */
+static void raise_readahead(const char *mountpoint)
+{
+  FILE *f = fopen("/proc/self/mountinfo", "re");
+  if (!f)
+    return;
+  char line[8192], dev[32] = "", point[4096], fstype[256];
+  unsigned major, minor;
+  while (fgets(line, sizeof line, f)) {
+    const char *rest = strstr(line, " - "); /* then: fstype, source, options */
+    if (rest && sscanf(line, "%*u %*u %u:%u %*s %4095s", &major, &minor, point) == 3 &&
+        sscanf(rest, " - %255s", fstype) == 1 && !strncmp(fstype, "fuse", 4)) {
+      unescape_mountinfo(point);
+      if (!strcmp(point, mountpoint)) /* the last one listed is on top */
+        snprintf(dev, sizeof dev, "%u:%u", major, minor);
+    }
+  }
+  fclose(f);
+  if (!*dev)
+    return;
+  char path[96];
+  snprintf(path, sizeof path, "/sys/class/bdi/%s/read_ahead_kb", dev);
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  char value[16];
+  int len = snprintf(value, sizeof value, "%u\n", MAX_READAHEAD_BYTES / 1024);
+  if (fd < 0 || write(fd, value, (size_t)len) != len)
+    cn_log("sequential reads use the kernel's 128 KiB readahead: cannot raise it to %u KiB (%s: %s)",
+           MAX_READAHEAD_BYTES / 1024, path, strerror(errno));
+  if (fd >= 0)
+    close(fd);
+}
+
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
   conn->max_write = 1u << 20;
-  conn->max_readahead = 1u << 20;
+  conn->max_readahead = MAX_READAHEAD_BYTES;
   if (conn->capable & FUSE_CAP_READDIRPLUS)
     conn->want |= FUSE_CAP_READDIRPLUS;
   conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO; /* always plus: ls -l then needs no getattr */
@@ -2247,6 +2300,9 @@ int cn_mount(const char *home, const cn_mount_opts *opts)
   fuse_opt_free_args(&args);
   if (!se)
     return cn_fail(EINVAL, "cannot start a FUSE session (bad -o options?)");
+  char mounted_at[PATH_MAX];
+  if (!realpath(opts->mountpoint, mounted_at)) /* not once mounted: we would answer ourselves */
+    snprintf(mounted_at, sizeof mounted_at, "%s", opts->mountpoint);
   if (fuse_set_signal_handlers(se) != 0 || fuse_session_mount(se, opts->mountpoint) != 0) {
     fuse_session_destroy(se);
     return cn_fail(EIO, "cannot mount at %s", opts->mountpoint);
@@ -2263,6 +2319,7 @@ int cn_mount(const char *home, const cn_mount_opts *opts)
     }
   }
   cn_log("mounted %s at %s", home, opts->mountpoint);
+  raise_readahead(mounted_at);
   char pidfile[4300] = "";
   if (cn_mount_pidfile(home, opts->mountpoint, pidfile, sizeof pidfile) == 0) {
     char dir[4200], line[32];

@@ -26,6 +26,13 @@ C rm site:/before-umount
 
 mount_fg "$M" || { summary; exit 1; }
 S="$M/site"
+ra="/sys/class/bdi/$(mountpoint -d "$M")/read_ahead_kb"
+if [ "$(id -u)" = 0 ]; then
+  [ "$(cat "$ra")" = 1024 ] && ok "the mount's readahead is raised to 1 MiB" || not_ok "readahead is $(cat "$ra") KiB"
+else
+  grep -q "cannot raise it to 1024 KiB" "$SCRATCH/daemon.log" && ok "not root: the log says readahead stays at the kernel's" \
+    || not_ok "no log line about the readahead"
+fi
 
 # ---- the root ----
 [ -d "$M/$ID" ] && ok "the namespace appears as a directory named by its ID" || not_ok "no $ID in $(ls "$M")"
