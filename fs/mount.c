@@ -101,7 +101,8 @@ struct inode {
   uint64_t read_gen;  /* bumped whenever extents or cache are dropped */
   size_t ahead_until; /* chunks before this index were read ahead already */
   /* Sealing ahead (seal_ahead thread): while a file is only appended to from empty, its
-   * chunks up to sealed_end are sealed already; any other change drops them (gen). */
+   * chunks up to sealed_end are sealed already; any other change drops them (gen), after
+   * unseal() has put their bytes back: staging below sealed_end is a hole (punch_sealed). */
   int append_only, sealing, seal_queued;
   uint64_t sealed_end, seal_gen;
   cn_ref *sealed;
@@ -230,6 +231,67 @@ static void queue_sealing(inode *n)
   n->next_seal = M.seal_queue;
   M.seal_queue = n;
   pthread_cond_signal(&M.seal_work);
+}
+
+/* Sealed bytes leave the staging file: the chunks hold them, and the flush's syncfs would
+ * otherwise write them to disk a second time (2 GiB written for a 1 GiB file). If the file
+ * system cannot punch holes the bytes just stay; nothing reads them either way. */
+static void punch_sealed(inode *n, uint64_t from, uint64_t to)
+{
+  if (to > from)
+    fallocate(n->staging_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)from, (off_t)(to - from));
+}
+
+/* Copies the sealed chunks' bytes in [off, off + size), all below sealed_end, into out. */
+static int read_sealed(inode *n, uint8_t *out, size_t size, uint64_t off)
+{
+  uint64_t at = 0;
+  for (size_t i = 0; i < n->n_sealed && size; i++) {
+    uint64_t end = at + n->sealed[i].len;
+    if (end > off) {
+      uint8_t *plain;
+      size_t len;
+      int rc = fs_get_object(n->mns->ns, n->sealed[i].id, n->sealed[i].key, &plain, &len);
+      if (rc < 0)
+        return rc;
+      if (len != n->sealed[i].len) {
+        free(plain);
+        return cn_fail(EIO, "a sealed chunk has the wrong length");
+      }
+      size_t from = (size_t)(off - at), take = len - from < size ? len - from : size;
+      memcpy(out, plain + from, take);
+      free(plain);
+      out += take;
+      off += take;
+      size -= take;
+    }
+    at = end;
+  }
+  return size ? cn_fail(EIO, "read past the sealed chunks") : 0;
+}
+
+/* Puts the sealed bytes below upto back into the staging file, then forgets the sealed
+ * chunks (reset_sealed). On failure (a full disk) nothing is forgotten: the chunks still
+ * hold the bytes. */
+static int unseal(inode *n, uint64_t upto, int append_only)
+{
+  uint64_t at = 0;
+  for (size_t i = 0; i < n->n_sealed && at < upto; i++) {
+    uint8_t *plain;
+    size_t len;
+    int rc = fs_get_object(n->mns->ns, n->sealed[i].id, n->sealed[i].key, &plain, &len);
+    if (rc == 0 && len != n->sealed[i].len)
+      rc = cn_fail(EIO, "a sealed chunk has the wrong length");
+    errno = 0;
+    if (rc == 0 && pwrite(n->staging_fd, plain, len, (off_t)at) != (ssize_t)len)
+      rc = cn_fail(errno ? errno : EIO, "cannot write the staging file: %s", strerror(errno));
+    free(plain);
+    if (rc < 0)
+      return rc;
+    at += len;
+  }
+  reset_sealed(n, append_only);
+  return 0;
 }
 
 static void close_staging(inode *n)
@@ -1014,11 +1076,16 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     if (!n || n->kind != I_ENTRY) {
       rc = -EISDIR;
     } else if (n->staging_fd >= 0) {
-      ssize_t r = pread(n->staging_fd, buf, size, off);
+      size_t below = (uint64_t)off < n->sealed_end ? (size_t)(n->sealed_end - (uint64_t)off) : 0;
+      if (below > size)
+        below = size;
+      if (below && (rc = read_sealed(n, buf, below, (uint64_t)off)) < 0)
+        break;
+      ssize_t r = below == size ? 0 : pread(n->staging_fd, buf + below, size - below, off + (off_t)below);
       if (r < 0)
         rc = -errno;
       else
-        got = (size_t)r;
+        got = below + (size_t)r;
     } else {
       int may_push = M.pushes < MAX_CACHE_PUSHES;
       free(fresh);
@@ -1061,7 +1128,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
     rc = staging_room(n, (uint64_t)off + size);
   ssize_t w = 0;
   if (!rc && n->append_only && (uint64_t)off != n->entry->attr.size)
-    reset_sealed(n, 0);
+    rc = unseal(n, n->sealed_end, 0);
   if (!rc) {
     w = pwrite(n->staging_fd, data, size, off);
     if (w < 0)
@@ -1301,7 +1368,8 @@ static void *seal_ahead(void *arg)
     if (rc < 0) {
       /* the commit seals it all and reports what goes wrong */
       cn_log("sealing ahead of a writer failed (the next commit retries): %s", cn_err());
-      reset_sealed(n, 0);
+      if (gen == n->seal_gen && unseal(n, n->sealed_end, 0) < 0)
+        cn_log("keeping what was sealed ahead: %s", cn_err());
     } else if (gen == n->seal_gen && n_refs) {
       cn_ref *all = realloc(n->sealed, (n->n_sealed + n_refs) * sizeof *all);
       if (!all)
@@ -1309,6 +1377,7 @@ static void *seal_ahead(void *arg)
       memcpy(all + n->n_sealed, refs, n_refs * sizeof *refs);
       n->sealed = all;
       n->n_sealed += n_refs;
+      punch_sealed(n, n->sealed_end, cut_end);
       n->sealed_end = cut_end;
     }
     free(refs);
@@ -1650,10 +1719,14 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
       rc = -EINVAL;
     else if (!(rc = ensure_staging(n, (uint64_t)attr->st_size < a->size ? (uint64_t)attr->st_size : a->size)) &&
              !(rc = staging_room(n, (uint64_t)attr->st_size))) {
-      if (ftruncate(n->staging_fd, attr->st_size) < 0)
+      uint64_t old = a->size, new_size = (uint64_t)attr->st_size;
+      if (new_size != old && n->n_sealed)
+        rc = unseal(n, new_size, new_size == 0);
+      if (rc < 0)
+        ;
+      else if (ftruncate(n->staging_fd, attr->st_size) < 0)
         rc = -errno;
       else {
-        uint64_t old = a->size, new_size = (uint64_t)attr->st_size;
         if (new_size != old)
           reset_sealed(n, new_size == 0);
         a->size = new_size;

@@ -189,14 +189,28 @@ data = open(sys.argv[1], 'rb').read()
 mib = 1 << 20
 blocks = [(o, mib) for o in range(0, len(data), mib)]
 fd = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-if sys.argv[3] == 'append':      # 70 MiB, a commit once the sealer caught up, 30 MiB more
+mode = sys.argv[3]
+if mode == 'append':       # 70 MiB, a commit once the sealer caught up, 30 MiB more
     plan, fsync_after = blocks, 69
-elif sys.argv[3] == 'overwrite':  # rewrites MiB 10 after 70 MiB were appended
+elif mode == 'overwrite':  # rewrites MiB 10 after 70 MiB were appended and sealed
     plan, fsync_after = blocks[:70] + [(10 * mib, mib)] + blocks[70:], None
-else:                             # backwards: never an append
+elif mode == 'truncate':   # 70 MiB, sealed, cut back to 50 MiB, then appended from there
+    plan, fsync_after = blocks[:70] + [('truncate', 50 * mib)] + blocks[50:], None
+elif mode == 'read':       # 70 MiB, sealed, read back while still open, 30 MiB more
+    plan, fsync_after = blocks[:70] + [('read', 70 * mib)] + blocks[70:], None
+else:                      # backwards: never an append
     plan, fsync_after = blocks[::-1], None
 for i, (off, ln) in enumerate(plan):
-    os.pwrite(fd, data[off:off + ln], off)
+    if i == 70 and mode in ('overwrite', 'truncate', 'read'):
+        time.sleep(2)  # the sealer takes the first 64 MiB out of the staging file meanwhile
+    if off == 'truncate':
+        os.ftruncate(fd, ln)
+    elif off == 'read':
+        with open(sys.argv[2], 'rb') as r:
+            if r.read(ln) != data[:ln]:
+                sys.exit('a sealed-ahead file reads back wrong while open')
+    else:
+        os.pwrite(fd, data[off:off + ln], off)
     if i == fsync_after:
         time.sleep(1)
         os.fsync(fd)
@@ -216,9 +230,12 @@ chunks_after=$(find "$CAIRN_HOME/chunks" -type f -size +16k | wc -l)
   && ok "sealing ahead cuts where whole-file chunking does (a backwards copy added no chunk)" \
   || not_ok "a backwards copy of a sealed-ahead file added $((chunks_after - chunks_before)) chunks"
 python3 "$SCRATCH/sa.py" "$SCRATCH/sa.bin" "$S/sa-overwrite" overwrite && ok "a write behind the writer drops what was sealed ahead" || not_ok "overwrite behind a sealed-ahead writer"
+python3 "$SCRATCH/sa.py" "$SCRATCH/sa.bin" "$S/sa-truncate" truncate && ok "a truncate into what was sealed ahead, then appends" || not_ok "truncate of a sealed-ahead file"
+python3 "$SCRATCH/sa.py" "$SCRATCH/sa.bin" "$S/sa-read" read && ok "a sealed-ahead file reads back while its writer still has it open" || not_ok "reading a sealed-ahead file while open"
 unmount_fg "$M"; mount_fg "$M"
-cmp -s "$S/sa-append" "$SCRATCH/sa.bin" && cmp -s "$S/sa-overwrite" "$SCRATCH/sa.bin" \
-  && ok "... and both read back after a remount" || not_ok "sealed-ahead files differ after a remount"
+differs=""
+for f in append overwrite truncate read; do cmp -s "$S/sa-$f" "$SCRATCH/sa.bin" || differs="$differs sa-$f"; done
+[ -z "$differs" ] && ok "... and all read back after a remount" || not_ok "after a remount these differ:$differs"
 rm -f "$S"/sa-* "$SCRATCH/sa.bin" "$SCRATCH/sa.py"
 
 # ---- durability: fsync commits; umount commits; remount shows everything ----
