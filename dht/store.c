@@ -440,6 +440,8 @@ int store_piece_layer(cn_store *s, const uint8_t id[CN_ID_BYTES], uint64_t size,
   return 0;
 }
 
+#define WRITE_OUT_EARLY_BYTES (64u << 10)
+
 int cn_store_put(cn_store *s, const uint8_t *data, size_t len, uint8_t id[CN_ID_BYTES])
 {
   if (len == 0)
@@ -466,6 +468,10 @@ int cn_store_put(cn_store *s, const uint8_t *data, size_t len, uint8_t id[CN_ID_
     return cn_fail(errno, "cannot stage chunk in %s/tmp: %s", s->home, strerror(errno));
   }
   int rc = write_all(fd, data, len);
+  /* start writing big chunks out now, so a flush's syncfs finds less to wait for (a large
+   * file's chunks would otherwise all reach the disk only once the copy is done) */
+  if (!rc && len >= WRITE_OUT_EARLY_BYTES)
+    sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
   if (close(fd) < 0 && !rc)
     rc = -errno;
   if (rc) {
