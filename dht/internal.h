@@ -16,6 +16,7 @@ struct cn_store {
   pthread_mutex_t lock;
   struct staged { uint8_t id[CN_ID_BYTES]; uint64_t serial; } *pending;
   size_t n_pending, cap_pending;
+  size_t *pending_index, index_cap; /* find_pending's hash table: index + 1, 0 for empty */
   uint64_t next_serial;
   cn_store_fetch_fn fetch;
   void *fetch_ctx;

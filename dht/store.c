@@ -285,6 +285,7 @@ void cn_store_close(cn_store *s)
     }
   free(s->layers);
   free(s->pending);
+  free(s->pending_index);
   free(s->home);
   free(s);
 }
@@ -328,12 +329,49 @@ const char *cn_store_chunk_path(cn_store *s, const uint8_t id[CN_ID_BYTES])
   return path;
 }
 
+/* Pending objects are found by hash (IDs are hashes already: their first bytes will do),
+ * not by a scan: a copy of thousands of files stages thousands before the next flush, and
+ * every put looks twice. Open addressing, at most half full. Caller holds s->lock. */
+static size_t pending_slot(const uint8_t id[CN_ID_BYTES], size_t cap)
+{
+  uint64_t h;
+  memcpy(&h, id, sizeof h);
+  return (size_t)h & (cap - 1);
+}
+
+static void pending_index_add(cn_store *s, size_t i)
+{
+  size_t k = pending_slot(s->pending[i].id, s->index_cap);
+  while (s->pending_index[k])
+    k = (k + 1) & (s->index_cap - 1);
+  s->pending_index[k] = i + 1;
+}
+
+static void pending_index_rebuild(cn_store *s)
+{
+  size_t cap = 1024;
+  while (cap < 2 * s->n_pending + 2)
+    cap *= 2;
+  if (cap != s->index_cap) {
+    free(s->pending_index);
+    s->index_cap = cap;
+    if (!(s->pending_index = calloc(cap, sizeof *s->pending_index)))
+      abort();
+  } else {
+    memset(s->pending_index, 0, cap * sizeof *s->pending_index);
+  }
+  for (size_t i = 0; i < s->n_pending; i++)
+    pending_index_add(s, i);
+}
+
 /* The staged record for id, or NULL. Caller holds s->lock. */
 static const struct staged *find_pending(cn_store *s, const uint8_t id[CN_ID_BYTES])
 {
-  for (size_t i = s->n_pending; i-- > 0;)
-    if (memcmp(s->pending[i].id, id, CN_ID_BYTES) == 0)
-      return &s->pending[i];
+  if (!s->index_cap)
+    return NULL;
+  for (size_t k = pending_slot(id, s->index_cap); s->pending_index[k]; k = (k + 1) & (s->index_cap - 1))
+    if (memcmp(s->pending[s->pending_index[k] - 1].id, id, CN_ID_BYTES) == 0)
+      return &s->pending[s->pending_index[k] - 1];
   return NULL;
 }
 
@@ -495,6 +533,10 @@ int cn_store_put(cn_store *s, const uint8_t *data, size_t len, uint8_t id[CN_ID_
       abort();
   }
   s->pending[s->n_pending++] = st;
+  if (2 * s->n_pending + 2 > s->index_cap)
+    pending_index_rebuild(s);
+  else
+    pending_index_add(s, s->n_pending - 1);
   pthread_mutex_unlock(&s->lock);
   return 0;
 }
@@ -533,6 +575,8 @@ int cn_store_flush(cn_store *s)
   /* renamed chunks are in place whatever happens next */
   memmove(s->pending, s->pending + done, (s->n_pending - done) * sizeof *s->pending);
   s->n_pending -= done;
+  if (done)
+    pending_index_rebuild(s);
   if (done && syncfs(s->home_fd) < 0 && !rc)
     rc = cn_fail(errno, "cannot sync the store: %s", strerror(errno));
   pthread_mutex_unlock(&s->lock);
