@@ -17,6 +17,7 @@ struct cn_store {
   struct staged { uint8_t id[CN_ID_BYTES]; uint64_t serial; } *pending;
   size_t n_pending, cap_pending;
   size_t *pending_index, index_cap; /* find_pending's hash table: index + 1, 0 for empty */
+  uint8_t fanout_made[65536 / 8];    /* chunks/<h0h1>/<h2h3>/ known to exist (ensure_fanout) */
   uint64_t next_serial;
   cn_store_fetch_fn fetch;
   void *fetch_ctx;

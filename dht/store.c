@@ -541,8 +541,17 @@ int cn_store_put(cn_store *s, const uint8_t *data, size_t len, uint8_t id[CN_ID_
   return 0;
 }
 
-static int ensure_fanout(cn_store *s, const char *rel)
+/* The fan-out directories of id's chunk path exist once this store has made (or met) them:
+ * two mkdirat calls per object were 4% of a mount's time during `cp -r`. A rename that
+ * fails with ENOENT forgets the pair (fanout_lost), so the retry makes them again. */
+static size_t fanout_pair(const uint8_t id[CN_ID_BYTES]) { return (size_t)id[0] << 8 | id[1]; }
+
+static int ensure_fanout(cn_store *s, const uint8_t id[CN_ID_BYTES], const char *rel)
 {
+  size_t pair = fanout_pair(id);
+  uint8_t bit = (uint8_t)(1u << (pair & 7));
+  if (__atomic_load_n(&s->fanout_made[pair >> 3], __ATOMIC_RELAXED) & bit)
+    return 0;
   char dir[80];
   snprintf(dir, sizeof dir, "%.9s", rel); /* chunks/ab */
   if (mkdirat(s->home_fd, dir, 0700) < 0 && errno != EEXIST)
@@ -550,7 +559,14 @@ static int ensure_fanout(cn_store *s, const char *rel)
   snprintf(dir, sizeof dir, "%.12s", rel); /* chunks/ab/cd */
   if (mkdirat(s->home_fd, dir, 0700) < 0 && errno != EEXIST)
     return -errno;
+  __atomic_fetch_or(&s->fanout_made[pair >> 3], bit, __ATOMIC_RELAXED);
   return 0;
+}
+
+static void fanout_lost(cn_store *s, const uint8_t id[CN_ID_BYTES])
+{
+  size_t pair = fanout_pair(id);
+  __atomic_fetch_and(&s->fanout_made[pair >> 3], (uint8_t)~(1u << (pair & 7)), __ATOMIC_RELAXED);
 }
 
 int cn_store_flush(cn_store *s)
@@ -564,9 +580,11 @@ int cn_store_flush(cn_store *s)
     char from[128], to[80];
     tmp_relpath(&s->pending[done], from);
     store_chunk_relpath(s->pending[done].id, to);
-    int err = ensure_fanout(s, to);
+    int err = ensure_fanout(s, s->pending[done].id, to);
     if (!err && renameat(s->home_fd, from, s->home_fd, to) < 0)
       err = -errno;
+    if (err == -ENOENT)
+      fanout_lost(s, s->pending[done].id);
     if (err) {
       rc = cn_fail(-err, "cannot move chunk into %s/%s: %s", s->home, to, strerror(-err));
       break; /* this one stays staged, so a later flush retries it */
@@ -786,9 +804,11 @@ int store_adopt_files(cn_store *s, const char *const *paths, const uint8_t (*ids
       continue;
     char rel[80], hex[CN_HEX_ID_LEN + 1];
     store_chunk_relpath(ids[i], rel);
-    int rc = ensure_fanout(s, rel);
+    int rc = ensure_fanout(s, ids[i], rel);
     if (!rc && linkat(AT_FDCWD, paths[i], s->home_fd, rel, 0) < 0 && errno != EEXIST)
       rc = -errno;
+    if (rc == -ENOENT)
+      fanout_lost(s, ids[i]);
     if (rc < 0 && !first) {
       cn_hex(ids[i], CN_ID_BYTES, hex);
       first = cn_fail(-rc, "cannot link chunk %s into the store: %s", hex, strerror(-rc));
