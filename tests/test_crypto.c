@@ -450,6 +450,40 @@ START_TEST(test_seal_known)
 }
 END_TEST
 
+START_TEST(test_seal_matches_libsodium)
+{
+  /* cn_seal runs the AEAD through OpenSSL; every length (block edges, a large object) must
+   * give the bytes of libsodium's XChaCha20-Poly1305 both ways. */
+  uint8_t conv[32], key[32];
+  unhex_ok(SEED_CONVERGENCE, conv, 32);
+  size_t max = (1u << 20) + 77;
+  uint8_t *data = xmalloc(max), *sealed = xmalloc(cn_seal_bound(max)), *inner = xmalloc(max + 1);
+  fill_random(data, max, 7);
+  size_t lens[] = {0, 1, 15, 16, 17, 63, 64, 65, 127, 128, 129, 255, 256, 257, 1000, 4095, 4096,
+                   65536, 65537, max};
+  for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+    size_t len, n = lens[i];
+    cn_seal(conv, data, n, sealed, &len, key);
+    ck_assert_uint_eq(decrypt_inner(key, sealed, len, inner), n + 1);
+    ck_assert_uint_eq(inner[0], 0); /* random data stays raw */
+    ck_assert_mem_eq(inner + 1, data, n);
+
+    inner[0] = 0;
+    memcpy(inner + 1, data, n);
+    len = craft_sealed(key, CN_SEAL_VERSION, inner, n + 1, sealed);
+    uint8_t *plain;
+    size_t plain_len;
+    ck_assert_int_eq(cn_open(key, sealed, len, &plain, &plain_len), 0);
+    ck_assert_uint_eq(plain_len, n);
+    ck_assert_mem_eq(plain, data, n);
+    free(plain);
+  }
+  free(data);
+  free(sealed);
+  free(inner);
+}
+END_TEST
+
 START_TEST(test_seal_deterministic)
 {
   uint8_t c1[32], c2[32];
@@ -1657,6 +1691,7 @@ static Suite *crypto_suite(void)
   tcase_add_test(tc, test_seal_bound);
   tcase_add_test(tc, test_seal_roundtrip);
   tcase_add_test(tc, test_seal_known);
+  tcase_add_test(tc, test_seal_matches_libsodium);
   tcase_add_test(tc, test_seal_deterministic);
   tcase_add_test(tc, test_seal_tamper);
   tcase_add_test(tc, test_seal_bad_inner);
