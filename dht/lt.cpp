@@ -94,12 +94,16 @@ struct cn_lt {
   // Files whose pieces passed their hash check but whose writes may still be queued:
   // reported once the torrent's disk cache has been flushed. Pump thread only.
   std::map<lt::sha256_hash, std::vector<int>> completed;
-  // Roots pushed to this node (query "cairn_root"): queued on libtorrent's network thread,
-  // handed to fn on the pump thread like any other item.
+  // Roots pushed to this node (query "cairn_root") and holdings announced to it ("cairn_held"):
+  // queued on libtorrent's network thread, handed to fn on the pump thread like any other
+  // event.
   struct pushed_root {
+    bool held;  // a cairn_held: pk, seq, tag and from only
     uint8_t pk[32], sig[64];
     uint64_t seq;
     std::string value;
+    char tag[13];
+    std::string from;
   };
   std::mutex push_mu;
   std::vector<pushed_root> pushed;
@@ -234,33 +238,50 @@ void cn_lt::handle(lt::alert *a) {
 
 namespace {
 
-// Answers "cairn_root" DHT queries (FORMAT.md §11.2): a peer handing over a namespace's
-// newest signed root so that followers need not wait for their next poll. Only the
-// shape is checked here; the node checks the signature and the seq like any root.
-struct root_push_plugin final : lt::plugin {
+// Answers "cairn_root" and "cairn_held" DHT queries (FORMAT.md §11.2). cairn_root: a peer
+// handing over a namespace's newest signed root so that followers need not wait for their
+// next poll. cairn_held: a host saying it holds a root's packs in full. Only the shape is
+// checked here; the node checks the root's signature and seq like any root's.
+struct cairn_query_plugin final : lt::plugin {
   cn_lt *l;
-  explicit root_push_plugin(cn_lt *owner) : l(owner) {}
+  explicit cairn_query_plugin(cn_lt *owner) : l(owner) {}
   lt::feature_flags_t implemented_features() override { return dht_request_feature; }
-  bool on_dht_request(lt::string_view query, lt::udp::endpoint const &, lt::bdecode_node const &msg,
+  bool on_dht_request(lt::string_view query, lt::udp::endpoint const &from, lt::bdecode_node const &msg,
                       lt::entry &response) override {
-    if (query != CN_LT_ROOT_PUSH_QUERY) return false;
+    bool held = query == CN_LT_HELD_QUERY;
+    if (!held && query != CN_LT_ROOT_PUSH_QUERY) return false;
     lt::bdecode_node a = msg.dict_find_dict("a");
     lt::string_view pk = a ? a.dict_find_string_value("k") : lt::string_view();
-    lt::string_view sig = a ? a.dict_find_string_value("sig") : lt::string_view();
-    lt::string_view v = a ? a.dict_find_string_value("v") : lt::string_view();
     std::int64_t seq = a ? a.dict_find_int_value("seq", -1) : -1;
     std::int64_t version = a ? a.dict_find_int_value("cv", 0) : 0;
-    if (version != CN_LT_ROOT_PUSH_VERSION || pk.size() != 32 || sig.size() != 64 || seq < 0 ||
-        v.empty() || v.size() > 1000) {
+    cn_lt::pushed_root r;
+    r.held = held;
+    bool ok = pk.size() == 32 && seq >= 0;
+    if (held) {
+      lt::string_view tag = a ? a.dict_find_string_value("n") : lt::string_view();
+      ok = ok && version == CN_LT_HELD_VERSION && tag.size() == 12 &&
+           tag.find_first_not_of("0123456789abcdef") == lt::string_view::npos;
+      if (ok) {
+        memcpy(r.tag, tag.data(), 12);
+        r.tag[12] = 0;
+        r.from = endpoint_str(lt::tcp::endpoint(from.address(), from.port()));
+      }
+    } else {
+      lt::string_view sig = a ? a.dict_find_string_value("sig") : lt::string_view();
+      lt::string_view v = a ? a.dict_find_string_value("v") : lt::string_view();
+      ok = ok && version == CN_LT_ROOT_PUSH_VERSION && sig.size() == 64 && !v.empty() && v.size() <= 1000;
+      if (ok) {
+        memcpy(r.sig, sig.data(), 64);
+        r.value.assign(v.data(), v.size());
+      }
+    }
+    if (!ok) {
       response["y"] = "e";
-      response["e"] = lt::entry::list_type{lt::entry(203), lt::entry("malformed cairn_root")};
+      response["e"] = lt::entry::list_type{lt::entry(203), lt::entry(held ? "malformed cairn_held" : "malformed cairn_root")};
       return true;
     }
-    cn_lt::pushed_root r;
     memcpy(r.pk, pk.data(), 32);
-    memcpy(r.sig, sig.data(), 64);
     r.seq = static_cast<uint64_t>(seq);
-    r.value.assign(v.data(), v.size());
     {
       std::lock_guard<std::mutex> g(l->push_mu);
       if (l->pushed.size() < 1024) l->pushed.push_back(std::move(r)); // a flood is dropped
@@ -320,7 +341,7 @@ void cn_lt::run() {
     for (auto &r : roots) {
       cn_lt_event ev;
       memset(&ev, 0, sizeof ev);
-      ev.kind = CN_LT_ITEM;
+      ev.kind = r.held ? CN_LT_HELD : CN_LT_ITEM;
       ev.file = -1;
       ev.pushed = 1;
       memcpy(ev.pk, r.pk, 32);
@@ -328,6 +349,8 @@ void cn_lt::run() {
       ev.seq = r.seq;
       ev.value = reinterpret_cast<const uint8_t *>(r.value.data());
       ev.value_len = r.value.size();
+      ev.tag = r.tag;
+      ev.peer = r.from.c_str();
       fn(&ev, ctx);
     }
     ses->pop_alerts(&alerts);
@@ -382,7 +405,9 @@ extern "C" cn_lt *cn_lt_start(const char *listen, const char *node_tag, const ch
     sp.set_int(lt::settings_pack::max_out_request_queue, 1500);
     sp.set_int(lt::settings_pack::max_queued_disk_bytes, 16 << 20);
     sp.set_int(lt::settings_pack::connection_speed, 200);
-    sp.set_bool(lt::settings_pack::send_redundant_have, false);  // see cn_lt_announce_to_seeds
+    // libtorrent 2.0.8 scans every file of a torrent for each HAVE it receives (PEERS.md): a
+    // seed hears of its hosts' progress by cairn_held instead, once per commit.
+    sp.set_bool(lt::settings_pack::send_redundant_have, false);
     // Complete packs (every pack of a host, a merge a host makes itself) get a connection
     // attempt as often as downloading ones, not one in ten: `sync` counts a host only
     // over a connection on every pack, and two seeds never connect otherwise.
@@ -416,7 +441,7 @@ extern "C" cn_lt *cn_lt_start(const char *listen, const char *node_tag, const ch
     l->ses = new lt::session(std::move(params));
     l->ses->add_extension(&lt::create_ut_metadata_plugin);
     l->ses->add_extension(&lt::create_ut_pex_plugin);
-    l->ses->add_extension(std::make_shared<root_push_plugin>(l));
+    l->ses->add_extension(std::make_shared<cairn_query_plugin>(l));
     l->ses->add_extension(std::make_shared<ban_plugin>(l));
     int efd = l->efd;
     l->ses->set_alert_notify([efd] {
@@ -447,12 +472,6 @@ extern "C" void cn_lt_stop(cn_lt *l) {
 
 extern "C" int cn_lt_listen_port(cn_lt *l) {
   return l->ses->is_listening() ? l->ses->listen_port() : 0;
-}
-
-extern "C" void cn_lt_announce_to_seeds(cn_lt *l, int on) {
-  lt::settings_pack sp;
-  sp.set_bool(lt::settings_pack::send_redundant_have, on != 0);
-  l->ses->apply_settings(std::move(sp));
 }
 
 extern "C" void cn_lt_dht_add_node(cn_lt *l, const char *host, int port) {
@@ -490,6 +509,21 @@ extern "C" void cn_lt_push_root(cn_lt *l, const char *host, int port, const uint
   a["seq"] = static_cast<std::int64_t>(seq);
   a["sig"] = std::string(reinterpret_cast<const char *>(sig), 64);
   a["v"] = std::string(reinterpret_cast<const char *>(value), len);
+  l->ses->dht_direct_request(lt::udp::endpoint(addr, static_cast<std::uint16_t>(port)), e);
+}
+
+extern "C" void cn_lt_push_held(cn_lt *l, const char *host, int port, const uint8_t pk[32], uint64_t seq,
+                                const char *node_tag) {
+  lt::error_code ec;
+  auto addr = lt::make_address(host, ec);
+  if (ec || port <= 0 || port > 65535) return;
+  lt::entry e;
+  e["q"] = CN_LT_HELD_QUERY;
+  lt::entry &a = e["a"];
+  a["cv"] = CN_LT_HELD_VERSION;
+  a["k"] = std::string(reinterpret_cast<const char *>(pk), 32);
+  a["seq"] = static_cast<std::int64_t>(seq);
+  a["n"] = std::string(node_tag, strnlen(node_tag, 12));
   l->ses->dht_direct_request(lt::udp::endpoint(addr, static_cast<std::uint16_t>(port)), e);
 }
 

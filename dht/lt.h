@@ -28,6 +28,7 @@ enum cn_lt_event_kind {
   CN_LT_HASH_FAILED,   /* a piece failed its hash check: ih, file (piece's file) */
   CN_LT_PEER_BANNED,   /* libtorrent banned a peer for sending bad data: ih, peer */
   CN_LT_TORRENT_ERROR, /* a torrent stopped on an error: ih, message */
+  CN_LT_HELD,          /* a peer says it holds a root's packs in full: pk, seq, tag, peer */
 };
 
 typedef struct {
@@ -47,6 +48,7 @@ typedef struct {
   const char *const *peers;
   const char *message;
   int pushed;          /* CN_LT_ITEM: sent to us by a peer (cn_lt_push_root), not asked for */
+  const char *tag;     /* CN_LT_HELD: the sender's node tag (12 hex digits) */
 } cn_lt_event;
 
 typedef void (*cn_lt_event_fn)(const cn_lt_event *ev, void *ctx);
@@ -61,13 +63,6 @@ cn_lt *cn_lt_start(const char *listen, const char *node_tag, const char *client,
 void cn_lt_stop(cn_lt *lt);
 /* The TCP port actually listened on, or 0 before the socket is up. */
 int cn_lt_listen_port(cn_lt *lt);
-/* Whether pieces this node completes are announced (HAVE) to peers that hold them
- * already. Off at start: libtorrent 2.0.8 scans every file of the torrent for each HAVE it
- * receives, so a reader would cost each seed it reads from a full scan per 32 KiB piece.
- * A host turns it on: the node it fetches from learns only that way that it holds a pack
- * (what `cairn sync` counts). */
-void cn_lt_announce_to_seeds(cn_lt *lt, int on);
-
 /* DHT. */
 void cn_lt_dht_add_node(cn_lt *lt, const char *host, int port);
 /* BEP 44 mutable items; salt may be empty (salt_len 0): namespace roots are unsalted. */
@@ -81,6 +76,13 @@ void cn_lt_dht_get(cn_lt *lt, const uint8_t pk[32], const uint8_t *salt, size_t 
 #define CN_LT_ROOT_PUSH_VERSION 1
 void cn_lt_push_root(cn_lt *lt, const char *host, int port, const uint8_t pk[32], uint64_t seq,
                      const uint8_t sig[64], const uint8_t *value, size_t len);
+/* Tells the node at host:port that this node (node_tag) holds every pack of namespace
+ * pk's root seq in full, in its store (a DHT query of our own, FORMAT.md §11.2). It
+ * arrives there as a CN_LT_HELD event. Fire and forget, like cn_lt_push_root. */
+#define CN_LT_HELD_QUERY "cairn_held"
+#define CN_LT_HELD_VERSION 1
+void cn_lt_push_held(cn_lt *lt, const char *host, int port, const uint8_t pk[32], uint64_t seq,
+                     const char *node_tag);
 void cn_lt_dht_announce(cn_lt *lt, const uint8_t ih[32], int port);
 void cn_lt_dht_get_peers(cn_lt *lt, const uint8_t ih[32]);
 

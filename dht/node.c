@@ -74,7 +74,20 @@ typedef struct {
   uint64_t refused_seq; /* the last older root logged as refused (peers repeat it) */
   int pushes_left;     /* times pushed_seq is still to be pushed */
   int64_t next_resolve, next_publish;
+  /* a host: the newest root whose packs it holds in full, in its store, and when it next
+   * says so to the known peers (cn_lt_push_held) */
+  uint64_t held_seq;
+  int held_pushes_left;
+  int64_t next_held_push;
+  size_t held_cursor_pack, held_cursor_file; /* holds_handled_packs checked up to here */
 } follow;
+
+/* A peer's word that it holds a namespace's packs of root seq in full (CN_LT_HELD). */
+typedef struct {
+  uint8_t pk[CN_PK_BYTES];
+  char tag[13];
+  uint64_t seq;
+} held_claim;
 
 typedef struct {
   uint8_t pk[CN_PK_BYTES];
@@ -114,6 +127,8 @@ struct cn_node {
   uint8_t hello_ih[CN_ID_BYTES];
   size_t n_met, cap_met;
   uint64_t hash_failures, bans;
+  held_claim *claims;  /* the latest claim of each (namespace, peer), namespaces followed */
+  size_t n_claims, cap_claims;
   int64_t next_connect, next_sweep, next_meet;
   int resolve_every_ms;
   int stop;
@@ -735,6 +750,26 @@ static int first_refusal(cn_node *n, const uint8_t pk[CN_PK_BYTES], uint64_t seq
   return news;
 }
 
+#define MAX_CLAIMS 4096
+
+static void hear_claim(cn_node *n, const uint8_t pk[CN_PK_BYTES], const char *tag, uint64_t seq)
+{
+  pthread_mutex_lock(&n->mu);
+  held_claim *c = NULL;
+  for (size_t i = 0; i < n->n_claims && !c; i++)
+    if (!memcmp(n->claims[i].pk, pk, CN_PK_BYTES) && !strcmp(n->claims[i].tag, tag))
+      c = &n->claims[i];
+  if (!c && n->n_claims < MAX_CLAIMS) { /* a flood of made-up tags stops here */
+    n->claims = grow(n->claims, n->n_claims, &n->cap_claims, sizeof *n->claims, 16);
+    c = &n->claims[n->n_claims++];
+    memcpy(c->pk, pk, CN_PK_BYTES);
+    snprintf(c->tag, sizeof c->tag, "%s", tag);
+  }
+  if (c)
+    c->seq = seq; /* the latest word, not the highest: a host that lost data says so */
+  pthread_mutex_unlock(&n->mu);
+}
+
 static void on_event(const cn_lt_event *ev, void *ctx)
 {
   cn_node *n = ctx;
@@ -798,6 +833,10 @@ static void on_event(const cn_lt_event *ev, void *ctx)
     pthread_mutex_unlock(&n->mu);
     break;
   }
+  case CN_LT_HELD:
+    if (is_followed(n, ev->pk))
+      hear_claim(n, ev->pk, ev->tag, ev->seq);
+    break;
   case CN_LT_HASH_FAILED:
     cn_hex(ev->ih, CN_ID_BYTES, hex);
     n->hash_failures++;
@@ -907,6 +946,52 @@ static void rebuild_merge(cn_node *n, follow *f, const cn_root_value *rv)
   }
 }
 
+/* Whether this node's store holds every chunk of every pack of the root it handled last.
+ * Chunks stay once adopted, so the check resumes where it last stopped (held_cursor). */
+static int holds_handled_packs(cn_node *n, follow *f)
+{
+  for (; f->held_cursor_pack < f->n_handled_packs; f->held_cursor_pack++, f->held_cursor_file = 0) {
+    pack *p = find_pack(n, f->handled_packs[f->held_cursor_pack]);
+    if (!p || !p->added || !p->files)
+      return 0;
+    for (; f->held_cursor_file < p->n_files; f->held_cursor_file++) {
+      char rel[80];
+      store_chunk_relpath(p->files[f->held_cursor_file].id, rel);
+      if (faccessat(n->s->home_fd, rel, F_OK, 0) < 0)
+        return 0;
+    }
+  }
+  return 1;
+}
+
+static int push_held_one(const char *host, int port, void *ctx)
+{
+  void **a = ctx;
+  cn_node *n = a[0];
+  follow *f = a[1];
+  cn_lt_push_held(n->lt, host, port, f->pk, f->held_seq, n->tag);
+  return 0;
+}
+
+/* A host tells the known peers which root it holds in full (FORMAT §11.2): at once and a
+ * few times more when that changes, then with every re-publish. This is what `sync` and
+ * `status` on other nodes count; libtorrent would tell them only by a HAVE per piece. */
+static void say_held(cn_node *n, follow *f, int64_t t)
+{
+  if (f->held_seq < f->handled_seq && holds_handled_packs(n, f)) {
+    f->held_seq = f->handled_seq;
+    f->held_pushes_left = PUSH_TIMES;
+    f->next_held_push = t;
+  }
+  if (!f->held_seq || t < f->next_held_push)
+    return;
+  void *a[2] = {n, f};
+  cn_peers_foreach(n->s, push_held_one, a);
+  if (f->held_pushes_left > 0)
+    f->held_pushes_left--;
+  f->next_held_push = t + (f->held_pushes_left > 0 ? PUSH_AGAIN_MS : PUBLISH_EVERY_MS);
+}
+
 /* Caller holds mu, which handling a new root may drop: f is fol[i], looked up again. */
 static void handle_follow(cn_node *n, size_t i, int64_t t)
 {
@@ -933,9 +1018,12 @@ static void handle_follow(cn_node *n, size_t i, int64_t t)
       memcpy(f->handled_packs, rv.packs, rv.n_packs * CN_ID_BYTES);
       f->n_handled_packs = rv.n_packs;
       f->handled_seq = seq;
+      f->held_cursor_pack = f->held_cursor_file = 0;
       f->next_publish = 0;
     }
   }
+  if (f->how == CN_FOLLOW_HOST)
+    say_held(n, f, t);
   if (t >= f->next_resolve) {
     cn_lt_dht_get(n->lt, f->pk, NULL, 0);
     /* until a first root arrives (the DHT may still be filling), ask at the usual pace */
@@ -1022,8 +1110,6 @@ int cn_node_follow(cn_node *n, const uint8_t pk[CN_PK_BYTES], enum cn_follow how
     f->how = how;
     f->handled_seq = 0; /* re-add its packs with every file wanted */
   }
-  if (how == CN_FOLLOW_HOST)
-    cn_lt_announce_to_seeds(n->lt, 1);
   pthread_cond_broadcast(&n->cv);
   pthread_mutex_unlock(&n->mu);
   return 0;
@@ -1049,6 +1135,7 @@ int cn_node_resolve(cn_node *n, const uint8_t pk[CN_PK_BYTES], int wait_ms)
 
 /* ---- status ---- */
 
+/* The peers connected in a namespace's packs, with the number of packs each seeds. */
 typedef struct {
   char tags[64][13];
   char eps[64][48];
@@ -1058,19 +1145,27 @@ typedef struct {
 
 static int tally_peer(const char *tag, const char *endpoint, int seed, const char *client, void *ctx)
 {
+  (void)client;
   seed_tally *t = ctx;
-  if (!seed)
-    return 0;
   for (size_t i = 0; i < t->n; i++)
     if (!strcmp(t->tags[i], tag)) {
-      t->counts[i]++;
+      t->counts[i] += seed != 0;
       return 0;
     }
   if (t->n < 64) {
     snprintf(t->tags[t->n], sizeof t->tags[0], "%s", tag);
     snprintf(t->eps[t->n], sizeof t->eps[0], "%s", endpoint);
-    t->counts[t->n++] = 1;
+    t->counts[t->n++] = seed != 0;
   }
+  return 0;
+}
+
+/* Whether a peer last said it holds root seq (or a later one) in full (caller holds mu). */
+static int said_held(cn_node *n, const uint8_t pk[CN_PK_BYTES], const char *tag, uint64_t seq)
+{
+  for (size_t i = 0; i < n->n_claims; i++)
+    if (!memcmp(n->claims[i].pk, pk, CN_PK_BYTES) && !strcmp(n->claims[i].tag, tag))
+      return n->claims[i].seq >= seq;
   return 0;
 }
 
@@ -1087,6 +1182,8 @@ int cn_node_status(cn_node *n, const uint8_t pk[CN_PK_BYTES], cn_ns_status *st)
   st->seq = root.seq;
   st->n_packs = rv.n_packs;
   seed_tally *t = calloc(1, sizeof *t);
+  if (!t)
+    return cn_fail(ENOMEM, "out of memory");
   pthread_mutex_lock(&n->mu);
   for (size_t i = 0; i < rv.n_packs; i++) {
     pack *p = find_pack(n, rv.packs[i]);
@@ -1101,11 +1198,13 @@ int cn_node_status(cn_node *n, const uint8_t pk[CN_PK_BYTES], cn_ns_status *st)
     }
     cn_lt_torrent_peers(n->lt, p->ih, tally_peer, t);
   }
-  pthread_mutex_unlock(&n->mu);
-  /* a host holds the commit in full when it seeds every one of its packs */
+  /* A connected peer holds the commit in full when it seeds every one of its packs or
+   * says it holds them (a host, once they are in its store: cairn_held). */
   for (size_t i = 0; i < t->n; i++)
-    if ((size_t)t->counts[i] == rv.n_packs && strcmp(t->tags[i], n->tag) && st->n_hosts < 16)
+    if (((size_t)t->counts[i] == rv.n_packs || said_held(n, pk, t->tags[i], root.seq)) &&
+        strcmp(t->tags[i], n->tag) && st->n_hosts < 16)
       snprintf(st->hosts[st->n_hosts++], sizeof st->hosts[0], "%s %s", t->tags[i], t->eps[i]);
+  pthread_mutex_unlock(&n->mu);
   free(t);
   return 0;
 }
@@ -1393,6 +1492,7 @@ void cn_node_stop(cn_node *n)
   free(n->packs);
   free(n->fol);
   free(n->heard);
+  free(n->claims);
   free(n->met);
   free(n->to_adopt);
   pthread_cond_destroy(&n->adopt_cv);

@@ -1,6 +1,8 @@
 /* Test helper: puts a BEP 44 root for a namespace into the DHT, signed by a key that is
  * not the namespace's, and pushes the same root straight to the node at HOST:PORT
- * (cn_lt_push_root). Usage: forge_root HOST:PORT VERIFY-CAP. Exit 0 once the put ran. */
+ * (cn_lt_push_root). It also tells that node, as node tag FORGED_TAG, that it holds the
+ * forged root in full (cn_lt_push_held) without ever connecting to it.
+ * Usage: forge_root HOST:PORT VERIFY-CAP. Exit 0 once the put ran. */
 #include "crypto/crypto.h"
 #include "dht/dht.h"
 #include "dht/lt.h"
@@ -9,6 +11,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+
+#define FORGED_TAG "0f0f0f0f0f0f"
 
 static volatile int put_done;
 
@@ -51,8 +55,10 @@ int main(int argc, char **argv)
   cn_lt_dht_put(lt, key.pk, NULL, 0, root.seq, root.sig, root.value, root.value_len);
   /* a push is one UDP query: repeat it, as nodes do, while the put runs */
   for (int i = 0; i < 100 && (!put_done || i < 20); i++) {
-    if (i % 5 == 0)
+    if (i % 5 == 0) {
       cn_lt_push_root(lt, host, port, key.pk, root.seq, root.sig, root.value, root.value_len);
+      cn_lt_push_held(lt, host, port, key.pk, root.seq, FORGED_TAG);
+    }
     usleep(100000);
   }
   cn_lt_stop(lt);

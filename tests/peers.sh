@@ -169,6 +169,8 @@ if [ -x "${FORGE_TOOL:-}" ]; then
   sleep 3
   [ "$(C d status site | awk 'NR == 1 {print $3}')" = "$SEQ_NOW" ] && ok "D refuses the forged root" || not_ok "D took a forged root"
   test -f "$SCRATCH/md/site/more.txt" && ok "... and its tree is unchanged" || not_ok "forged root changed D's tree"
+  C d status site | grep -q 0f0f0f0f0f0f && not_ok "D counts a peer that only said it holds the commit" \
+    || ok "... and a holder that only says so, never connected, is not counted"
   within 20 grep -q "refused a root whose signature does not verify" "$SCRATCH/d.log" && ok "... and its log says why" \
     || not_ok "D's log does not mention the forged root"
 else
