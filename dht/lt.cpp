@@ -496,35 +496,40 @@ extern "C" void cn_lt_dht_put(cn_lt *l, const uint8_t pk[32], const uint8_t *sal
   }, std::string(reinterpret_cast<const char *>(salt), salt_len));
 }
 
-extern "C" void cn_lt_push_root(cn_lt *l, const char *host, int port, const uint8_t pk[32], uint64_t seq,
-                                const uint8_t sig[64], const uint8_t *value, size_t len) {
+// One of our own DHT queries (FORMAT.md §11.2) about namespace pk at seq, for host:port:
+// false when host is not an address (that peer polls instead). The caller adds its keys
+// to e["a"] and sends it.
+static bool cairn_query(const char *host, int port, const char *query, int version, const uint8_t pk[32],
+                        uint64_t seq, lt::entry &e, lt::udp::endpoint &to) {
   lt::error_code ec;
   auto addr = lt::make_address(host, ec);
-  if (ec || port <= 0 || port > 65535) return;  // a host name: that peer polls instead
-  lt::entry e;
-  e["q"] = CN_LT_ROOT_PUSH_QUERY;
+  if (ec || port <= 0 || port > 65535) return false;
+  to = lt::udp::endpoint(addr, static_cast<std::uint16_t>(port));
+  e["q"] = query;
   lt::entry &a = e["a"];
-  a["cv"] = CN_LT_ROOT_PUSH_VERSION;
+  a["cv"] = version;
   a["k"] = std::string(reinterpret_cast<const char *>(pk), 32);
   a["seq"] = static_cast<std::int64_t>(seq);
-  a["sig"] = std::string(reinterpret_cast<const char *>(sig), 64);
-  a["v"] = std::string(reinterpret_cast<const char *>(value), len);
-  l->ses->dht_direct_request(lt::udp::endpoint(addr, static_cast<std::uint16_t>(port)), e);
+  return true;
+}
+
+extern "C" void cn_lt_push_root(cn_lt *l, const char *host, int port, const uint8_t pk[32], uint64_t seq,
+                                const uint8_t sig[64], const uint8_t *value, size_t len) {
+  lt::entry e;
+  lt::udp::endpoint to;
+  if (!cairn_query(host, port, CN_LT_ROOT_PUSH_QUERY, CN_LT_ROOT_PUSH_VERSION, pk, seq, e, to)) return;
+  e["a"]["sig"] = std::string(reinterpret_cast<const char *>(sig), 64);
+  e["a"]["v"] = std::string(reinterpret_cast<const char *>(value), len);
+  l->ses->dht_direct_request(to, e);
 }
 
 extern "C" void cn_lt_push_held(cn_lt *l, const char *host, int port, const uint8_t pk[32], uint64_t seq,
                                 const char *node_tag) {
-  lt::error_code ec;
-  auto addr = lt::make_address(host, ec);
-  if (ec || port <= 0 || port > 65535) return;
   lt::entry e;
-  e["q"] = CN_LT_HELD_QUERY;
-  lt::entry &a = e["a"];
-  a["cv"] = CN_LT_HELD_VERSION;
-  a["k"] = std::string(reinterpret_cast<const char *>(pk), 32);
-  a["seq"] = static_cast<std::int64_t>(seq);
-  a["n"] = std::string(node_tag, strnlen(node_tag, 12));
-  l->ses->dht_direct_request(lt::udp::endpoint(addr, static_cast<std::uint16_t>(port)), e);
+  lt::udp::endpoint to;
+  if (!cairn_query(host, port, CN_LT_HELD_QUERY, CN_LT_HELD_VERSION, pk, seq, e, to)) return;
+  e["a"]["n"] = std::string(node_tag, strnlen(node_tag, 12));
+  l->ses->dht_direct_request(to, e);
 }
 
 extern "C" void cn_lt_dht_get(cn_lt *l, const uint8_t pk[32], const uint8_t *salt, size_t salt_len) {

@@ -465,6 +465,23 @@ static void reply_entry(fuse_req_t req, inode *n)
   fuse_reply_entry(req, &e);
 }
 
+/* Whether every change to m's names goes through this mount: a namespace it writes (the
+ * writer lock keeps other processes out; changes made for the control socket and the job
+ * runner invalidate the names they touch), not a snapshot. */
+static int writes_here(const mount_ns *m)
+{
+  return m->ns->key.access == CN_ACCESS_WRITE && !m->snapshot_name[0];
+}
+
+/* "No such name", which the kernel may remember like a name (a negative entry): a cp -r
+ * then looks each new name up once, not three times, before creating it. */
+static void reply_no_entry(fuse_req_t req)
+{
+  struct fuse_entry_param e = {0};
+  e.entry_timeout = ATTR_TIMEOUT;
+  fuse_reply_entry(req, &e);
+}
+
 static int err_of(int rc)
 {
   return rc < 0 ? -rc : EIO;
@@ -776,6 +793,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     cn_entry *e = rc ? NULL : fs_dir_find(d, name, NULL);
     if (rc < 0)
       fuse_reply_err(req, -rc);
+    else if (!e && writes_here(p->mns))
+      reply_no_entry(req);
     else if (!e)
       fuse_reply_err(req, ENOENT);
     else

@@ -362,20 +362,28 @@ static size_t decrypt_inner(const uint8_t key[32], const uint8_t *sealed, size_t
   return (size_t)n;
 }
 
+static void assert_opens_to(const uint8_t key[32], const uint8_t *sealed, size_t len, const uint8_t *data,
+                            size_t n)
+{
+  uint8_t *plain = NULL;
+  size_t plain_len = 12345;
+  ck_assert_int_eq(cn_open(key, sealed, len, &plain, &plain_len), 0);
+  ck_assert_ptr_nonnull(plain);
+  ck_assert_uint_eq(plain_len, n);
+  if (n)
+    ck_assert_mem_eq(plain, data, n);
+  free(plain);
+}
+
 static void roundtrip(const uint8_t conv[32], const uint8_t *data, size_t len, size_t *sealed_len)
 {
   uint8_t *sealed = xmalloc(cn_seal_bound(len));
-  uint8_t key[32], *plain = (uint8_t *)"sentinel";
-  size_t slen = 0, plen = 12345;
+  uint8_t key[32];
+  size_t slen = 0;
   cn_seal(conv, data, len, sealed, &slen, key);
   ck_assert_uint_le(slen, cn_seal_bound(len));
   ck_assert_uint_eq(sealed[0], CN_SEAL_VERSION);
-  ck_assert_int_eq(cn_open(key, sealed, slen, &plain, &plen), 0);
-  ck_assert_ptr_nonnull(plain);
-  ck_assert_uint_eq(plen, len);
-  if (len)
-    ck_assert_mem_eq(plain, data, len);
-  free(plain);
+  assert_opens_to(key, sealed, slen, data, len);
   free(sealed);
   if (sealed_len)
     *sealed_len = slen;
@@ -471,12 +479,7 @@ START_TEST(test_seal_matches_libsodium)
     inner[0] = 0;
     memcpy(inner + 1, data, n);
     len = craft_sealed(key, CN_SEAL_VERSION, inner, n + 1, sealed);
-    uint8_t *plain;
-    size_t plain_len;
-    ck_assert_int_eq(cn_open(key, sealed, len, &plain, &plain_len), 0);
-    ck_assert_uint_eq(plain_len, n);
-    ck_assert_mem_eq(plain, data, n);
-    free(plain);
+    assert_opens_to(key, sealed, len, data, n);
   }
   free(data);
   free(sealed);
@@ -577,12 +580,7 @@ START_TEST(test_seal_tamper)
     open_fails(key, sealed, slen + 1, "one extra byte");
 
     /* Untouched, it still opens (the flips above were all undone). */
-    uint8_t *plain;
-    size_t plen;
-    ck_assert_int_eq(cn_open(key, sealed, slen, &plain, &plen), 0);
-    ck_assert_uint_eq(plen, n);
-    ck_assert_mem_eq(plain, data, n);
-    free(plain);
+    assert_opens_to(key, sealed, slen, data, n);
   }
 
   /* Too short to hold version + tag + codec. */
