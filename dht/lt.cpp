@@ -26,6 +26,7 @@ extern "C" {
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <set>
@@ -558,6 +559,43 @@ static std::string chunk_path(const uint8_t id[32]) {
   return "chunks/" + h.substr(0, 2) + "/" + h.substr(2, 2) + "/" + h;
 }
 
+// libtorrent 2.0.8 looks up each file's directory in a list when it builds a torrent's
+// file table, so parsing a pack costs files x directories: 0.2 s for a corpus commit of
+// 6,000 chunks. The pack a commit makes is parsed by its maker, then by the store and by
+// the session; the last few parsed are kept here, by their exact bytes, and copied.
+namespace {
+struct parsed_torrent {
+  std::vector<char> bytes;
+  std::shared_ptr<const lt::torrent_info> ti;
+};
+std::mutex parsed_lock;
+std::deque<parsed_torrent> parsed_recent; // newest first
+const size_t PARSED_KEEP = 4;
+
+void remember_parsed(std::vector<char> bytes, std::shared_ptr<const lt::torrent_info> ti) {
+  std::lock_guard<std::mutex> g(parsed_lock);
+  parsed_recent.push_front(parsed_torrent{std::move(bytes), std::move(ti)});
+  if (parsed_recent.size() > PARSED_KEEP) parsed_recent.pop_back();
+}
+
+// The parsed torrent of these bytes: a kept one or a fresh parse (then kept); null with
+// ec set when they are not a torrent.
+std::shared_ptr<const lt::torrent_info> parse_torrent(const uint8_t *torrent, size_t len,
+                                                      lt::error_code &ec) {
+  {
+    std::lock_guard<std::mutex> g(parsed_lock);
+    for (const auto &p : parsed_recent)
+      if (p.bytes.size() == len && memcmp(p.bytes.data(), torrent, len) == 0) return p.ti;
+  }
+  auto ti = std::make_shared<const lt::torrent_info>(
+      lt::span<const char>(reinterpret_cast<const char *>(torrent), static_cast<std::ptrdiff_t>(len)),
+      ec, lt::from_span);
+  if (ec) return nullptr;
+  remember_parsed(std::vector<char>(torrent, torrent + len), ti);
+  return ti;
+}
+} // namespace
+
 extern "C" int cn_lt_pack_create(const uint8_t (*ids)[32], const uint64_t *sizes,
                                  const uint8_t *const *layers, size_t n, uint8_t **torrent,
                                  size_t *torrent_len, uint8_t ih[32], char *err, size_t err_len) {
@@ -610,7 +648,8 @@ extern "C" int cn_lt_pack_create(const uint8_t (*ids)[32], const uint64_t *sizes
     // the IDs would be refused by every reader, so check them.
     std::vector<char> buf;
     lt::bencode(std::back_inserter(buf), ct.generate());
-    lt::torrent_info ti(buf, lt::from_span);
+    auto parsed = std::make_shared<const lt::torrent_info>(buf, lt::from_span);
+    const lt::torrent_info &ti = *parsed;
     for (auto f : ti.files().file_range()) {
       if (ti.files().pad_file_at(f)) continue;
       std::string name = ti.files().file_name(f).to_string();
@@ -633,6 +672,7 @@ extern "C" int cn_lt_pack_create(const uint8_t (*ids)[32], const uint64_t *sizes
     if (!*torrent) return -ENOMEM;
     memcpy(*torrent, buf.data(), buf.size());
     *torrent_len = buf.size();
+    remember_parsed(std::move(buf), std::move(parsed));
     return 0;
   } catch (std::exception &e) {
     copy_err(err, err_len, e.what());
@@ -643,13 +683,12 @@ extern "C" int cn_lt_pack_create(const uint8_t (*ids)[32], const uint64_t *sizes
 extern "C" int cn_lt_torrent_parse(const uint8_t *torrent, size_t len, uint8_t ih[32],
                                    cn_lt_file_fn fn, void *ctx, char *err, size_t err_len) {
   lt::error_code ec;
-  lt::torrent_info ti(lt::span<const char>(reinterpret_cast<const char *>(torrent),
-                                           static_cast<std::ptrdiff_t>(len)),
-                      ec, lt::from_span);
-  if (ec) {
+  auto parsed = parse_torrent(torrent, len, ec);
+  if (!parsed) {
     copy_err(err, err_len, ec.message());
     return -EBADMSG;
   }
+  const lt::torrent_info &ti = *parsed;
   if (!ti.info_hashes().has_v2()) {
     copy_err(err, err_len, "not a BitTorrent v2 torrent");
     return -EBADMSG;
@@ -683,10 +722,13 @@ extern "C" int cn_lt_add(cn_lt *l, const uint8_t *torrent, size_t len, const cha
                          int seed, int want_all, char *err, size_t err_len) {
   try {
     lt::add_torrent_params p;
-    p.ti = std::make_shared<lt::torrent_info>(
-        lt::span<const char>(reinterpret_cast<const char *>(torrent),
-                             static_cast<std::ptrdiff_t>(len)),
-        lt::from_span);
+    lt::error_code ec;
+    auto parsed = parse_torrent(torrent, len, ec);
+    if (!parsed) {
+      copy_err(err, err_len, ec.message());
+      return -EINVAL;
+    }
+    p.ti = std::make_shared<lt::torrent_info>(*parsed); // the session's own copy
     p.save_path = save_path;
     p.flags &= ~(lt::torrent_flags::auto_managed | lt::torrent_flags::paused);
     // seed_mode makes 2.0.8 announce HAVE_NONE for v2 torrents; resume data saying every

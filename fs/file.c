@@ -233,17 +233,26 @@ static int collect_window(cn_ns *ns, window *w, ref_list *refs, uint64_t *pos, i
   return rc;
 }
 
+/* chunk_source flags */
+#define MORE_FOLLOWS 1 /* the data goes on after the source's end: its uncut tail is left */
+#define UNNOTED 2      /* nothing touches ns: the caller notes the chunks when it uses them */
+
 /* Chunks src into refs. Past byte `resync_after`, a cut that lands where an old chunk
  * starts means the rest is unchanged: the old chunks from there on are reused. With
- * partial set the data goes on after the source's end (a file still being appended to):
- * the bytes after the last content-defined cut stay uncut, *size is where they start,
- * and nothing touches ns (the caller notes the chunks when it uses them). */
+ * MORE_FOLLOWS (a file still being appended to) the bytes after the last content-defined
+ * cut stay uncut and *size is where they start. */
 static int chunk_source(cn_ns *ns, byte_source *src, uint64_t pos, ref_list *refs,
-                        const cn_extent *old, size_t n_old, uint64_t resync_after, int partial,
-                        uint64_t *size)
+                        const cn_extent *old, size_t n_old, uint64_t resync_after,
+                        unsigned flags, uint64_t *size)
 {
+  int more = flags & MORE_FOLLOWS, note = !(flags & UNNOTED);
+  /* a known span smaller than a window needs no more than itself (a commit of many small
+   * files would otherwise map and fault in two 16 MiB windows per file) */
+  size_t window_bytes = WINDOW_BYTES;
+  if (src->positional && src->end - src->pos < WINDOW_BYTES)
+    window_bytes = src->end > src->pos ? (size_t)(src->end - src->pos) : 1;
   window *w = calloc(2, sizeof *w);
-  if (!w || !(w[0].buf = malloc(WINDOW_BYTES)) || !(w[1].buf = malloc(WINDOW_BYTES)))
+  if (!w || !(w[0].buf = malloc(window_bytes)) || !(w[1].buf = malloc(window_bytes)))
     abort();
   w[0].job.ns = w[1].job.ns = ns;
   w[0].job.tasks = w[0].task;
@@ -255,11 +264,11 @@ static int chunk_source(cn_ns *ns, byte_source *src, uint64_t pos, ref_list *ref
   while (!rc && !finished) {
     window *x = &w[cur];
     size_t got = 0;
-    if (!eof && (rc = source_fill(src, x->buf + x->have, WINDOW_BYTES - x->have, &got, &eof)) < 0)
+    if (!eof && (rc = source_fill(src, x->buf + x->have, window_bytes - x->have, &got, &eof)) < 0)
       break;
     x->have += got;
     /* cut while a whole chunk's worth is buffered (or the data has ended) */
-    int at_end = eof && !partial;
+    int at_end = eof && !more;
     size_t consumed = 0;
     x->job.n = 0;
     while (consumed < x->have && (at_end || x->have - consumed >= CN_CHUNK_MAX)) {
@@ -271,10 +280,10 @@ static int chunk_source(cn_ns *ns, byte_source *src, uint64_t pos, ref_list *ref
       if (cut_at > resync_after && n_old && (splice_from = old_boundary(old, n_old, cut_at)))
         break;
     }
-    finished = splice_from || (eof && (partial || consumed == x->have));
+    finished = splice_from || (eof && (more || consumed == x->have));
     fs_seal_submit(&x->job);
     if (sealing)
-      rc = collect_window(ns, sealing, refs, &pos, !partial, rc);
+      rc = collect_window(ns, sealing, refs, &pos, note, rc);
     /* the other window is free now: the uncut tail moves there */
     window *next = &w[1 - cur];
     next->have = x->have - consumed;
@@ -283,7 +292,7 @@ static int chunk_source(cn_ns *ns, byte_source *src, uint64_t pos, ref_list *ref
     cur = 1 - cur;
   }
   if (sealing)
-    rc = collect_window(ns, sealing, refs, &pos, !partial, rc);
+    rc = collect_window(ns, sealing, refs, &pos, note, rc);
   for (size_t j = splice_from; !rc && j && j < n_old; j++) {
     *ref_push(refs) = old[j].ref;
     pos += old[j].ref.len;
@@ -321,12 +330,13 @@ int fs_file_write(cn_ns *ns, int fd, cn_buf *content, uint64_t *size)
   return rc;
 }
 
-int fs_file_seal_ahead(cn_ns *ns, int fd, uint64_t from, uint64_t to, cn_ref **refs,
-                       size_t *n, uint64_t *cut_end)
+int fs_file_seal_ahead(cn_ns *ns, int fd, uint64_t from, uint64_t to, int to_end,
+                       cn_ref **refs, size_t *n, uint64_t *cut_end)
 {
   ref_list l = {0};
   byte_source src = {.fd = fd, .positional = 1, .pos = from, .end = to};
-  int rc = chunk_source(ns, &src, from, &l, NULL, 0, 0, 1, cut_end);
+  int rc = chunk_source(ns, &src, from, &l, NULL, 0, 0, to_end ? UNNOTED : MORE_FOLLOWS | UNNOTED,
+                        cut_end);
   if (rc < 0) {
     free(l.v);
     l.v = NULL;
@@ -376,8 +386,8 @@ int fs_file_rewrite(cn_ns *ns, int fd, uint64_t size, const cn_entry *old_entry,
       *ref_push(&refs) = old[i].ref;
   }
   byte_source src = {.fd = fd, .positional = 1, .pos = start, .end = size};
-  uint64_t total;
-  int rc = chunk_source(ns, &src, start, &refs, old, n_old, changed_hi, 0, &total);
+  uint64_t total = start;
+  int rc = start == size ? 0 : chunk_source(ns, &src, start, &refs, old, n_old, changed_hi, 0, &total);
   if (!rc && total != size)
     rc = cn_fail(EIO, "re-chunking produced %llu bytes for a %llu-byte file",
                  (unsigned long long)total, (unsigned long long)size);

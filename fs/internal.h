@@ -123,11 +123,13 @@ int fs_file_write(cn_ns *ns, int fd, cn_buf *content, uint64_t *size);
  * chunks covering [0, sealed_end) were sealed ahead (fs_file_seal_ahead) from bytes that
  * have not changed since, they are the file's start and only the rest is cut. */
 /* Seals the content-defined chunks of fd's bytes [from, to), where from is a cut (0 or a
- * previous cut_end) and the file may still grow: the bytes after the last cut are left,
- * *cut_end is where they start. *refs (malloc'd, *n of them) are not noted for a commit.
- * Runs without any lock of the caller's; ns is only read. */
-int fs_file_seal_ahead(cn_ns *ns, int fd, uint64_t from, uint64_t to, cn_ref **refs,
-                       size_t *n, uint64_t *cut_end);
+ * previous cut_end). While the file may still grow (to_end 0) the bytes after the last
+ * cut are left and *cut_end is where they start; with to_end (its writers closed it) the
+ * last chunk ends at `to`, so only that chunk is not a content-defined cut. *refs
+ * (malloc'd, *n of them) are not noted for a commit. Runs without any lock of the
+ * caller's; ns is only read. */
+int fs_file_seal_ahead(cn_ns *ns, int fd, uint64_t from, uint64_t to, int to_end,
+                       cn_ref **refs, size_t *n, uint64_t *cut_end);
 int fs_file_rewrite(cn_ns *ns, int fd, uint64_t size, const cn_entry *old_entry,
                     uint64_t changed_lo, uint64_t changed_hi, const cn_ref *sealed,
                     size_t n_sealed, uint64_t sealed_end, cn_buf *content);

@@ -99,8 +99,12 @@ struct inode {
   size_t ahead_until; /* chunks before this index were read ahead already */
   /* Sealing ahead (seal_ahead thread): while a file is only appended to from empty, its
    * chunks up to sealed_end are sealed already; any other change drops them (gen), after
-   * unseal() has put their bytes back: staging below sealed_end is a hole (punch_sealed). */
-  int append_only, sealing, seal_queued;
+   * unseal() has put their bytes back: staging below sealed_end is a hole (punch_sealed).
+   * Once its writers have closed it the rest is sealed too (sealed_to_end: the last chunk
+   * ends at the end of file, not at a cut, and is put back if the file grows again), so
+   * a commit of a copied tree finds its files sealed already. */
+  int append_only, sealing, seal_queued, sealing_to_end, sealed_to_end;
+  int seal_failed; /* the commit seals the rest and reports what goes wrong */
   uint64_t sealed_end, seal_gen;
   cn_ref *sealed;
   size_t n_sealed;
@@ -207,6 +211,8 @@ static void reset_sealed(inode *n, int append_only)
   n->sealed = NULL;
   n->n_sealed = 0;
   n->sealed_end = 0;
+  n->sealed_to_end = 0;
+  n->seal_failed = 0;
   n->append_only = append_only;
   if (n->seal_queued)
     for (inode **q = &M.seal_queue; *q; q = &(*q)->next_seal)
@@ -217,11 +223,15 @@ static void reset_sealed(inode *n, int append_only)
       }
 }
 
-/* Queues an append-only file for the seal-ahead thread once enough is unsealed. */
+/* Queues an append-only file for the seal-ahead thread once enough is unsealed, or once
+ * its writers have closed it with anything left unsealed past the inline size. */
 static void queue_sealing(inode *n)
 {
-  if (!n->append_only || n->seal_queued || !n->entry ||
-      n->entry->attr.size - n->sealed_end < SEAL_AHEAD_BYTES)
+  if (!n->append_only || n->seal_queued || !n->entry || n->sealed_to_end || n->seal_failed)
+    return;
+  uint64_t size = n->entry->attr.size, unsealed = size - n->sealed_end;
+  int closed = !n->writers && n->dirty && !n->detached && size > INLINE_MAX && unsealed;
+  if (unsealed < SEAL_AHEAD_BYTES && !closed)
     return;
   n->seal_queued = 1;
   n->next_seal = M.seal_queue;
@@ -266,6 +276,21 @@ static int read_sealed(inode *n, uint8_t *out, size_t size, uint64_t off)
   return size ? cn_fail(EIO, "read past the sealed chunks") : 0;
 }
 
+/* Writes sealed chunk i's bytes back into the staging file at offset at. */
+static int put_back(inode *n, size_t i, uint64_t at)
+{
+  uint8_t *plain;
+  size_t len;
+  int rc = fs_get_object(n->mns->ns, n->sealed[i].id, n->sealed[i].key, &plain, &len);
+  if (rc == 0 && len != n->sealed[i].len)
+    rc = cn_fail(EIO, "a sealed chunk has the wrong length");
+  errno = 0;
+  if (rc == 0 && pwrite(n->staging_fd, plain, len, (off_t)at) != (ssize_t)len)
+    rc = cn_fail(errno ? errno : EIO, "cannot write the staging file: %s", strerror(errno));
+  free(plain);
+  return rc;
+}
+
 /* Puts the sealed bytes below upto back into the staging file, then forgets the sealed
  * chunks (reset_sealed). On failure (a full disk) nothing is forgotten: the chunks still
  * hold the bytes. */
@@ -273,20 +298,31 @@ static int unseal(inode *n, uint64_t upto, int append_only)
 {
   uint64_t at = 0;
   for (size_t i = 0; i < n->n_sealed && at < upto; i++) {
-    uint8_t *plain;
-    size_t len;
-    int rc = fs_get_object(n->mns->ns, n->sealed[i].id, n->sealed[i].key, &plain, &len);
-    if (rc == 0 && len != n->sealed[i].len)
-      rc = cn_fail(EIO, "a sealed chunk has the wrong length");
-    errno = 0;
-    if (rc == 0 && pwrite(n->staging_fd, plain, len, (off_t)at) != (ssize_t)len)
-      rc = cn_fail(errno ? errno : EIO, "cannot write the staging file: %s", strerror(errno));
-    free(plain);
+    int rc = put_back(n, i, at);
     if (rc < 0)
       return rc;
-    at += len;
+    at += n->sealed[i].len;
   }
   reset_sealed(n, append_only);
+  return 0;
+}
+
+/* A file sealed to its end grows again: its last chunk ended at the old end of file, not
+ * at a content-defined cut, so its bytes go back to staging to be cut with what follows
+ * (the chunks before it stay sealed). A seal-to-end job still running is dropped (gen). */
+static int reopen_sealed_end(inode *n)
+{
+  if (n->sealing && n->sealing_to_end)
+    n->seal_gen++;
+  if (!n->sealed_to_end)
+    return 0;
+  uint64_t last = n->sealed[n->n_sealed - 1].len;
+  int rc = put_back(n, n->n_sealed - 1, n->sealed_end - last);
+  if (rc < 0)
+    return rc;
+  n->n_sealed--;
+  n->sealed_end -= last;
+  n->sealed_to_end = 0;
   return 0;
 }
 
@@ -1144,6 +1180,8 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
   ssize_t w = 0;
   if (!rc && n->append_only && (uint64_t)off != n->entry->attr.size)
     rc = unseal(n, n->sealed_end, 0);
+  else if (!rc && n->append_only)
+    rc = reopen_sealed_end(n);
   if (!rc) {
     w = pwrite(n->staging_fd, data, size, off);
     if (w < 0)
@@ -1365,13 +1403,15 @@ static void *seal_ahead(void *arg)
     if (fd < 0)
       continue;
     uint64_t gen = n->seal_gen, from = n->sealed_end, to = n->entry->attr.size;
+    int to_end = !n->writers;
     cn_ns *ns = n->mns->ns;
     n->sealing = 1;
+    n->sealing_to_end = to_end;
     pthread_mutex_unlock(&M.lock);
     cn_ref *refs;
     size_t n_refs;
     uint64_t cut_end;
-    int rc = fs_file_seal_ahead(ns, fd, from, to, &refs, &n_refs, &cut_end);
+    int rc = fs_file_seal_ahead(ns, fd, from, to, to_end, &refs, &n_refs, &cut_end);
     close(fd);
     pthread_mutex_lock(&M.lock);
     n->sealing = 0;
@@ -1379,8 +1419,10 @@ static void *seal_ahead(void *arg)
     if (rc < 0) {
       /* the commit seals it all and reports what goes wrong */
       cn_log("sealing ahead of a writer failed (the next commit retries): %s", cn_err());
-      if (gen == n->seal_gen && unseal(n, n->sealed_end, 0) < 0)
+      if (gen == n->seal_gen && unseal(n, n->sealed_end, 0) < 0) {
         cn_log("keeping what was sealed ahead: %s", cn_err());
+        n->seal_failed = 1;
+      }
     } else if (gen == n->seal_gen && n_refs) {
       cn_ref *all = realloc(n->sealed, (n->n_sealed + n_refs) * sizeof *all);
       if (!all)
@@ -1390,6 +1432,7 @@ static void *seal_ahead(void *arg)
       n->n_sealed += n_refs;
       punch_sealed(n, n->sealed_end, cut_end);
       n->sealed_end = cut_end;
+      n->sealed_to_end = to_end;
     }
     free(refs);
     queue_sealing(n);
@@ -1813,8 +1856,8 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     commit_ns(n->mns, 1);
   if (n && n->opens) {
     n->opens--;
-    if ((fi->flags & O_ACCMODE) != O_RDONLY && n->writers)
-      n->writers--;
+    if ((fi->flags & O_ACCMODE) != O_RDONLY && n->writers && !--n->writers)
+      queue_sealing(n);
     if (!n->opens && !n->dirty && n->staging_fd >= 0)
       close_staging(n);
     maybe_free(n);
@@ -2218,6 +2261,11 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
     conn->want |= FUSE_CAP_READDIRPLUS;
   conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO; /* always plus: ls -l then needs no getattr */
   conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;   /* truncation arrives as setattr */
+  /* A link inode's target never changes (petnames get a new inode per lookup, a symlink
+   * entry is replaced, not edited), so the kernel may keep it: a path through a petname
+   * then costs no READLINK per walk. */
+  if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
+    conn->want |= FUSE_CAP_CACHE_SYMLINKS;
 }
 
 static void op_destroy(void *userdata)

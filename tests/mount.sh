@@ -232,11 +232,63 @@ chunks_after=$(find "$CAIRN_HOME/chunks" -type f -size +16k | wc -l)
 python3 "$SCRATCH/sa.py" "$SCRATCH/sa.bin" "$S/sa-overwrite" overwrite && ok "a write behind the writer drops what was sealed ahead" || not_ok "overwrite behind a sealed-ahead writer"
 python3 "$SCRATCH/sa.py" "$SCRATCH/sa.bin" "$S/sa-truncate" truncate && ok "a truncate into what was sealed ahead, then appends" || not_ok "truncate of a sealed-ahead file"
 python3 "$SCRATCH/sa.py" "$SCRATCH/sa.bin" "$S/sa-read" read && ok "a sealed-ahead file reads back while its writer still has it open" || not_ok "reading a sealed-ahead file while open"
+
+# ---- sealing to the end once a file's writers close it ----
+# A closed file is sealed whole, its last chunk ending at the end of file. Growing it
+# again must put that chunk back to be cut with what follows (else its chunks would no
+# longer be those of the whole file); any other change drops what was sealed.
+head -c 6M /dev/urandom > "$SCRATCH/se.bin"
+cat > "$SCRATCH/se.py" <<'PY'
+import os, sys, time
+data, path, mode = open(sys.argv[1], 'rb').read(), sys.argv[2], sys.argv[3]
+half = 3 * (1 << 20) + 12345
+def put(flags, off, chunk):
+    fd = os.open(path, flags, 0o644)
+    os.pwrite(fd, chunk, off) if off is not None else os.write(fd, chunk)
+    os.close(fd)
+if mode == 'backwards':  # never appended, never sealed ahead: whole-file chunking
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    for off in reversed(range(0, len(data), 1 << 20)):
+        os.pwrite(fd, data[off:off + (1 << 20)], off)
+    os.fsync(fd); os.close(fd)
+    sys.exit(0)
+put(os.O_WRONLY | os.O_CREAT | os.O_TRUNC, None, data[:half])
+time.sleep(1.5)  # the sealer seals the closed file to its end meanwhile
+if open(path, 'rb').read() != data[:half]:
+    sys.exit('a file sealed to its end reads back wrong before any commit')
+if mode == 'append':
+    put(os.O_WRONLY | os.O_APPEND, None, data[half:])
+    want = data
+elif mode == 'overwrite':
+    put(os.O_WRONLY, 1 << 20, b'x' * 5000)
+    want = data[:1 << 20] + b'x' * 5000 + data[(1 << 20) + 5000:half]
+else:  # truncate
+    os.truncate(path, 2 << 20)
+    want = data[:2 << 20]
+fd = os.open(path, os.O_RDONLY); os.fsync(fd); os.close(fd)
+sys.exit(0 if open(path, 'rb').read() == want else mode + ' differs')
+PY
+python3 "$SCRATCH/se.py" "$SCRATCH/se.bin" "$S/se-append" append \
+  && ok "a file sealed to its end when closed reads back, then grows by O_APPEND" || not_ok "sealed to end, then appended"
+chunks_before=$(find "$CAIRN_HOME/chunks" -type f -size +16k | wc -l)
+python3 "$SCRATCH/se.py" "$SCRATCH/se.bin" "$S/se-backwards" backwards || not_ok "backwards copy of se.bin"
+chunks_after=$(find "$CAIRN_HOME/chunks" -type f -size +16k | wc -l)
+[ "$chunks_after" -eq "$chunks_before" ] \
+  && ok "... and its chunks are the whole file's (a backwards copy added no chunk)" \
+  || not_ok "a backwards copy of a closed-then-appended file added $((chunks_after - chunks_before)) chunks"
+python3 "$SCRATCH/se.py" "$SCRATCH/se.bin" "$S/se-overwrite" overwrite && ok "a write into a file sealed to its end" || not_ok "overwrite of a file sealed to its end"
+python3 "$SCRATCH/se.py" "$SCRATCH/se.bin" "$S/se-truncate" truncate && ok "a truncate of a file sealed to its end" || not_ok "truncate of a file sealed to its end"
+head -c 2M "$SCRATCH/se.bin" > "$SCRATCH/se-truncated"
+cp "$S/se-overwrite" "$SCRATCH/se-overwritten"
+
 unmount_fg "$M"; mount_fg "$M"
 differs=""
 for f in append overwrite truncate read; do cmp -s "$S/sa-$f" "$SCRATCH/sa.bin" || differs="$differs sa-$f"; done
+cmp -s "$S/se-append" "$SCRATCH/se.bin" || differs="$differs se-append"
+cmp -s "$S/se-truncate" "$SCRATCH/se-truncated" || differs="$differs se-truncate"
+cmp -s "$S/se-overwrite" "$SCRATCH/se-overwritten" || differs="$differs se-overwrite"
 [ -z "$differs" ] && ok "... and all read back after a remount" || not_ok "after a remount these differ:$differs"
-rm -f "$S"/sa-* "$SCRATCH/sa.bin" "$SCRATCH/sa.py"
+rm -f "$S"/sa-* "$S"/se-* "$SCRATCH"/sa.* "$SCRATCH"/se.* "$SCRATCH"/se-*
 
 # ---- durability: fsync commits; umount commits; remount shows everything ----
 seq_before=$(seq_of)

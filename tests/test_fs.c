@@ -410,7 +410,8 @@ START_TEST(rewrite_equals_a_full_rechunk)
 END_TEST
 
 /* Sealing a growing file ahead, in steps that end anywhere, then committing with what was
- * sealed must give exactly the content record of chunking the whole file. */
+ * sealed must give exactly the content record of chunking the whole file; so must sealing
+ * the rest to the end (its writers closed it), which leaves the commit nothing to cut. */
 START_TEST(sealing_ahead_equals_whole_file_chunking)
 {
   size_t len = 20u << 20;
@@ -429,7 +430,7 @@ START_TEST(sealing_ahead_equals_whole_file_chunking)
     cn_ref *refs;
     size_t n;
     uint64_t cut_end;
-    ck_assert_int_eq(fs_file_seal_ahead(ns, fd, sealed_end, steps[i], &refs, &n, &cut_end), 0);
+    ck_assert_int_eq(fs_file_seal_ahead(ns, fd, sealed_end, steps[i], 0, &refs, &n, &cut_end), 0);
     ck_assert_uint_le(cut_end, steps[i]);
     ck_assert_uint_ge(cut_end, sealed_end);
     ck_assert_uint_lt(steps[i] - cut_end, CN_CHUNK_MAX); /* only an uncut tail is left */
@@ -442,9 +443,24 @@ START_TEST(sealing_ahead_equals_whole_file_chunking)
   }
   ck_assert_uint_gt(n_sealed, 20);
   ck_assert_int_eq(fs_file_rewrite(ns, fd, len, NULL, 0, len, sealed, n_sealed, sealed_end, &ahead), 0);
-  close(fd);
   ck_assert_uint_eq(ahead.len, full.len);
   ck_assert_int_eq(memcmp(ahead.p, full.p, full.len), 0);
+
+  cn_ref *rest;
+  size_t n_rest;
+  uint64_t end;
+  ck_assert_int_eq(fs_file_seal_ahead(ns, fd, sealed_end, len, 1, &rest, &n_rest, &end), 0);
+  ck_assert_uint_eq(end, len);
+  ck_assert_uint_ge(n_rest, 1);
+  sealed = realloc(sealed, (n_sealed + n_rest) * sizeof *sealed);
+  memcpy(sealed + n_sealed, rest, n_rest * sizeof *rest);
+  free(rest);
+  cn_buf to_end = {0};
+  ck_assert_int_eq(fs_file_rewrite(ns, fd, len, NULL, 0, len, sealed, n_sealed + n_rest, len, &to_end), 0);
+  close(fd);
+  ck_assert_uint_eq(to_end.len, full.len);
+  ck_assert_int_eq(memcmp(to_end.p, full.p, full.len), 0);
+  cn_buf_free(&to_end);
   cn_buf_free(&full);
   cn_buf_free(&ahead);
   free(sealed);
