@@ -478,8 +478,6 @@ int store_piece_layer(cn_store *s, const uint8_t id[CN_ID_BYTES], uint64_t size,
   return 0;
 }
 
-#define WRITE_OUT_EARLY_BYTES (64u << 10)
-
 /* The fan-out directories of id's chunk path exist once this store has made (or met) them:
  * two mkdirat calls per object were 4% of a mount's time during `cp -r`. A rename that
  * fails with ENOENT forgets the pair (fanout_lost), so the retry makes them again. */
@@ -534,9 +532,9 @@ int cn_store_put(cn_store *s, const uint8_t *data, size_t len, uint8_t id[CN_ID_
     return cn_fail(errno, "cannot stage chunk in %s/tmp: %s", s->home, strerror(errno));
   }
   int rc = write_all(fd, data, len);
-  /* start writing big chunks out now, so a flush's syncfs finds less to wait for (a large
-   * file's chunks would otherwise all reach the disk only once the copy is done) */
-  if (!rc && len >= WRITE_OUT_EARLY_BYTES)
+  /* start writing the chunk out now, so a flush's syncfs finds less to wait for (a copy's
+   * chunks would otherwise all reach the disk at its commit, under the mount's lock) */
+  if (!rc)
     sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
   if (close(fd) < 0 && !rc)
     rc = -errno;
