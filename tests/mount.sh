@@ -169,6 +169,19 @@ PY
 df "$S" > /dev/null && ok "statfs" || not_ok "statfs"
 cd "$SCRATCH" || exit 1
 
+# ---- names looked up before they exist: the kernel caches that they are missing ----
+# (negative entries, in namespaces the mount writes); each way of making the name must
+# still show it at once, by the petname and by the namespace's ID alike
+mkdir -p "$S/neg"
+for n in file dir link moved fifo; do stat "$S/neg/$n" "$M/$ID/neg/$n" >/dev/null 2>&1 && not_ok "neg/$n exists early"; done
+echo made > "$S/neg/file"; mkdir "$S/neg/dir"; ln -s file "$S/neg/link"; mkfifo "$S/neg/fifo"
+echo moved > "$S/neg/tmp"; mv "$S/neg/tmp" "$S/neg/moved"
+[ "$(cat "$S/neg/file")" = made ] && [ "$(cat "$M/$ID/neg/link")" = made ] && [ -d "$M/$ID/neg/dir" ] \
+  && [ -p "$S/neg/fifo" ] && [ "$(cat "$M/$ID/neg/moved")" = moved ] \
+  && ok "names stat'ed while missing appear once created, linked, made or renamed there" \
+  || not_ok "a name looked up while missing stays missing: $(ls "$S/neg" | tr '\n' ' ')"
+rm -r "$S/neg"
+
 # ---- a 2 GiB file, written and read back by checksum across a remount ----
 head -c 2G /dev/urandom | tee "$S/two-gib" | sha256sum > "$SCRATCH/two-gib.sum"
 cd "$SCRATCH" || exit 1
