@@ -752,13 +752,19 @@ static int first_refusal(cn_node *n, const uint8_t pk[CN_PK_BYTES], uint64_t seq
 
 #define MAX_CLAIMS 4096
 
+/* The claim kept for (namespace, peer tag), or NULL (caller holds mu). */
+static held_claim *find_claim(cn_node *n, const uint8_t pk[CN_PK_BYTES], const char *tag)
+{
+  for (size_t i = 0; i < n->n_claims; i++)
+    if (!memcmp(n->claims[i].pk, pk, CN_PK_BYTES) && !strcmp(n->claims[i].tag, tag))
+      return &n->claims[i];
+  return NULL;
+}
+
 static void hear_claim(cn_node *n, const uint8_t pk[CN_PK_BYTES], const char *tag, uint64_t seq)
 {
   pthread_mutex_lock(&n->mu);
-  held_claim *c = NULL;
-  for (size_t i = 0; i < n->n_claims && !c; i++)
-    if (!memcmp(n->claims[i].pk, pk, CN_PK_BYTES) && !strcmp(n->claims[i].tag, tag))
-      c = &n->claims[i];
+  held_claim *c = find_claim(n, pk, tag);
   if (!c && n->n_claims < MAX_CLAIMS) { /* a flood of made-up tags stops here */
     n->claims = grow(n->claims, n->n_claims, &n->cap_claims, sizeof *n->claims, 16);
     c = &n->claims[n->n_claims++];
@@ -1163,10 +1169,8 @@ static int tally_peer(const char *tag, const char *endpoint, int seed, const cha
 /* Whether a peer last said it holds root seq (or a later one) in full (caller holds mu). */
 static int said_held(cn_node *n, const uint8_t pk[CN_PK_BYTES], const char *tag, uint64_t seq)
 {
-  for (size_t i = 0; i < n->n_claims; i++)
-    if (!memcmp(n->claims[i].pk, pk, CN_PK_BYTES) && !strcmp(n->claims[i].tag, tag))
-      return n->claims[i].seq >= seq;
-  return 0;
+  const held_claim *c = find_claim(n, pk, tag);
+  return c && c->seq >= seq;
 }
 
 int cn_node_status(cn_node *n, const uint8_t pk[CN_PK_BYTES], cn_ns_status *st)
