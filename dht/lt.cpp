@@ -17,6 +17,7 @@ extern "C" {
 #include <libtorrent/peer_info.hpp>
 #include <libtorrent/posix_disk_io.hpp>
 #include <libtorrent/extensions.hpp>
+#include <libtorrent/hasher.hpp>
 #include <libtorrent/extensions/ut_metadata.hpp>
 #include <libtorrent/extensions/ut_pex.hpp>
 #include <libtorrent/session.hpp>
@@ -110,9 +111,24 @@ struct cn_lt {
   std::vector<pushed_root> pushed;
   // Peers banned from a torrent for sending data that failed its hash check, by peer id.
   // libtorrent bans the address it dialled, but the same peer dialling in again is let
-  // back in, and 2.0.8 then crashes on its next bad piece; refuse_banned_peer stops it.
+  // back in; guarded_peer closes its connection at the handshake.
   std::mutex ban_mu;
   std::set<std::pair<lt::torrent_handle, lt::peer_id>> banned;
+  // What small_file_guard refused, for the pump to report: (pack, peer or "" if no peer
+  // could be blamed and the piece is only fetched again)
+  std::vector<std::pair<lt::sha256_hash, std::string>> refused;
+
+  // Records bad data refused in a pack, banning the peer by id when it is known to have
+  // sent it, and wakes the pump to report it.
+  void refuse(const lt::torrent_handle &h, lt::peer_connection_handle *culprit) {
+    {
+      std::lock_guard<std::mutex> g(ban_mu);
+      if (culprit) banned.insert({h, culprit->pid()});
+      refused.push_back({h.info_hashes().v2, culprit ? endpoint_str(culprit->remote()) : std::string()});
+    }
+    uint64_t one = 1;
+    (void)!write(efd, &one, sizeof one);
+  }
 
   bool is_banned(const lt::torrent_handle &h, const lt::peer_id &pid) {
     std::lock_guard<std::mutex> g(ban_mu);
@@ -293,35 +309,167 @@ struct cairn_query_plugin final : lt::plugin {
   }
 };
 
-// Closes a connection from a peer this torrent banned as soon as its handshake names it,
-// before its listening port would replace (and so lift) the ban.
-struct refuse_banned_peer final : lt::peer_plugin {
+// libtorrent 2.0.8 answers a piece that fails its hash check by asking a peer for the
+// piece's block hashes, and when that peer rejects the request it writes through an empty
+// vector (hash_picker::hashes_rejected; fixed upstream in arvidn/libtorrent#8630, after
+// 2.0.11) if the file fits in one piece. For a file of one 16 KiB block the request is
+// malformed, so every peer rejects it; for two blocks, every peer that holds the pack
+// without having hashed its blocks (a writer, a merge made locally) does. So data for a
+// one-piece file is checked here against the file's pieces root before libtorrent takes
+// it, and bad data never reaches its hash check. Larger files (objects are at most 1 MiB,
+// 32 pieces) keep libtorrent's own path, where a rejection is harmless.
+struct small_file_guard;
+
+// The blocks received so far of a one-piece file of two blocks, and who sent them.
+struct two_block_piece {
+  std::string data[2];
+  lt::peer_id from[2];
+  bool have[2] = {false, false};
+  // Bad, though which block is bad cannot be told. The piece is rewritten with what was
+  // received, as if by nobody (add_piece), once no block of it is still being written; it
+  // then fails as data found on disk, which asks for no block hashes, and is fetched again
+  // once libtorrent has cleared it. Until then no block of it is taken from anyone.
+  enum { collecting, bad, rewritten } state = collecting;
+};
+
+struct guarded_peer final : lt::peer_plugin {
+  cn_lt *l;
+  std::shared_ptr<small_file_guard> guard;
+  lt::peer_connection_handle peer;
+  guarded_peer(cn_lt *owner, std::shared_ptr<small_file_guard> g, lt::peer_connection_handle p)
+      : l(owner), guard(std::move(g)), peer(std::move(p)) {}
+  // Closes a connection from a peer this torrent banned as soon as its handshake names it,
+  // before its listening port would replace (and so lift) the ban.
+  bool on_handshake(lt::span<char const>) override;
+  bool on_piece(lt::peer_request const &req, lt::span<char const> buf) override;
+};
+
+struct small_file_guard final : lt::torrent_plugin, std::enable_shared_from_this<small_file_guard> {
   cn_lt *l;
   lt::torrent_handle torrent;
-  lt::peer_connection_handle peer;
-  refuse_banned_peer(cn_lt *owner, lt::torrent_handle t, lt::peer_connection_handle p)
-      : l(owner), torrent(std::move(t)), peer(std::move(p)) {}
-  bool on_handshake(lt::span<char const>) override {
-    if (l->is_banned(torrent, peer.pid()))
-      peer.disconnect(lt::errors::peer_banned, lt::operation_t::bittorrent);
+  std::shared_ptr<const lt::torrent_info> ti;  // fetched once the metadata is there
+  // only touched on libtorrent's thread
+  std::map<lt::piece_index_t, two_block_piece> pending;
+  std::vector<bool> passed;  // by piece
+  small_file_guard(cn_lt *owner, lt::torrent_handle t) : l(owner), torrent(std::move(t)) {}
+
+  std::shared_ptr<lt::peer_plugin> new_connection(lt::peer_connection_handle const &p) override {
+    return std::make_shared<guarded_peer>(l, shared_from_this(), p);
+  }
+  void on_piece_pass(lt::piece_index_t piece) override {
+    pending.erase(piece);
+    size_t i = static_cast<size_t>(static_cast<int>(piece));
+    if (passed.size() <= i) passed.resize(i + 1);
+    passed[i] = true;
+  }
+  void on_piece_failed(lt::piece_index_t piece) override {
+    size_t i = static_cast<size_t>(static_cast<int>(piece));
+    if (i < passed.size()) passed[i] = false;
+    auto it = pending.find(piece);
+    if (it != pending.end() && it->second.state == two_block_piece::collecting) pending.erase(it);
+  }
+  bool has_passed(lt::piece_index_t piece) const {
+    size_t i = static_cast<size_t>(static_cast<int>(piece));
+    return i < passed.size() && passed[i];
+  }
+  void tick() override {
+    bool any = false;
+    for (auto &e : pending) any |= e.second.state != two_block_piece::collecting;
+    if (!any) return;
+    // handle calls made here run at once: this is libtorrent's own thread
+    std::vector<lt::partial_piece_info> queue = torrent.get_download_queue();
+    const lt::file_storage *fs = files();
+    for (auto it = pending.begin(); fs && it != pending.end();) {
+      two_block_piece &b = it->second;
+      bool written = false, writing = false;
+      for (auto &q : queue) {
+        if (q.piece_index != it->first) continue;
+        for (int i = 0; i < q.blocks_in_piece; i++) {
+          written |= q.blocks[i].state >= lt::block_info::writing;
+          writing |= q.blocks[i].state == lt::block_info::writing;
+        }
+      }
+      if (b.state == two_block_piece::bad && !writing) {
+        std::vector<char> piece(static_cast<size_t>(fs->piece_size(it->first)), 0);
+        memcpy(piece.data(), b.data[0].data(), b.data[0].size());
+        memcpy(piece.data() + lt::default_block_size, b.data[1].data(), b.data[1].size());
+        torrent.add_piece(it->first, piece.data(), lt::torrent_handle::overwrite_existing);
+        b.state = two_block_piece::rewritten;
+      } else if (b.state == two_block_piece::rewritten && !written) {
+        it = pending.erase(it);  // failed and cleared: collect it afresh
+        continue;
+      }
+      ++it;
+    }
+  }
+  const lt::file_storage *files() {
+    if (!ti || !ti->is_valid()) ti = torrent.torrent_file();
+    return ti && ti->is_valid() ? &ti->files() : nullptr;
+  }
+};
+
+bool guarded_peer::on_handshake(lt::span<char const>) {
+  if (l->is_banned(guard->torrent, peer.pid()))
+    peer.disconnect(lt::errors::peer_banned, lt::operation_t::bittorrent);
+  return true;
+}
+
+bool guarded_peer::on_piece(lt::peer_request const &req, lt::span<char const> buf) {
+  const lt::file_storage *fs = guard->files();
+  if (!fs) return false;
+  lt::file_index_t f = fs->file_index_at_piece(req.piece);
+  int64_t size = fs->file_size(f);
+  if (size > fs->piece_length() || req.start % lt::default_block_size) return false;
+  int nblocks = static_cast<int>((size + lt::default_block_size - 1) / lt::default_block_size);
+  int block = req.start / lt::default_block_size;
+  // a block past the file's end is padding (v2 files start on a piece boundary)
+  int len = static_cast<int>(std::min<int64_t>(lt::default_block_size, size - req.start));
+  if (block >= nblocks || req.length < len || static_cast<int>(buf.size()) < len) return false;
+  buf = buf.first(len);
+  lt::sha256_hash root = fs->root(f);
+  if (nblocks == 1) {
+    if (lt::hasher256(buf).final() == root) return false;
+    l->refuse(guard->torrent, &peer);
+    peer.disconnect(lt::errors::peer_banned, lt::operation_t::bittorrent);
+    return true;  // dropped; the block is asked of another peer
+  }
+  // A second copy of a block (two peers asked for it, or a late answer) is discarded by
+  // libtorrent, which keeps the first it took: so does the guard.
+  if (guard->has_passed(req.piece)) return false;
+  two_block_piece &b = guard->pending[req.piece];
+  if (b.state != two_block_piece::collecting) {
+    // To be fetched again from scratch. A block dropped from a peer that stays connected
+    // would wait on that peer for good (its request never times out while the peer sends
+    // others), so the connection goes, and its requests with it.
+    peer.disconnect(lt::errors::too_many_corrupt_pieces, lt::operation_t::bittorrent);
     return true;
   }
-};
-
-struct ban_torrent_plugin final : lt::torrent_plugin {
-  cn_lt *l;
-  lt::torrent_handle torrent;
-  ban_torrent_plugin(cn_lt *owner, lt::torrent_handle t) : l(owner), torrent(std::move(t)) {}
-  std::shared_ptr<lt::peer_plugin> new_connection(lt::peer_connection_handle const &p) override {
-    return std::make_shared<refuse_banned_peer>(l, torrent, p);
+  if (b.have[block]) return false;
+  b.data[block].assign(buf.data(), buf.size());
+  b.from[block] = peer.pid();
+  b.have[block] = true;
+  if (!b.have[0] || !b.have[1]) return false;
+  lt::hasher256 h;
+  h.update(lt::hasher256(b.data[0]).final());
+  h.update(lt::hasher256(b.data[1]).final());
+  if (h.final() == root) {
+    guard->pending.erase(req.piece);
+    return false;
   }
-};
+  // a peer that sent the whole file is to blame; with two senders either may be
+  bool culprit = b.from[0] == b.from[1];
+  l->refuse(guard->torrent, culprit ? &peer : nullptr);
+  peer.disconnect(culprit ? lt::errors::peer_banned : lt::errors::too_many_corrupt_pieces,
+                  lt::operation_t::bittorrent);
+  b.state = two_block_piece::bad;
+  return true;
+}
 
-struct ban_plugin final : lt::plugin {
+struct guard_plugin final : lt::plugin {
   cn_lt *l;
-  explicit ban_plugin(cn_lt *owner) : l(owner) {}
+  explicit guard_plugin(cn_lt *owner) : l(owner) {}
   std::shared_ptr<lt::torrent_plugin> new_torrent(lt::torrent_handle const &t, lt::client_data_t) override {
-    return std::make_shared<ban_torrent_plugin>(l, t);
+    return std::make_shared<small_file_guard>(l, t);
   }
 };
 
@@ -352,6 +500,23 @@ void cn_lt::run() {
       ev.value_len = r.value.size();
       ev.tag = r.tag;
       ev.peer = r.from.c_str();
+      fn(&ev, ctx);
+    }
+    std::vector<std::pair<lt::sha256_hash, std::string>> bad;
+    {
+      std::lock_guard<std::mutex> g(ban_mu);
+      bad.swap(refused);
+    }
+    for (auto &r : bad) {
+      cn_lt_event ev;
+      memset(&ev, 0, sizeof ev);
+      ev.file = -1;
+      memcpy(ev.ih, r.first.data(), 32);
+      ev.kind = CN_LT_HASH_FAILED;
+      fn(&ev, ctx);
+      if (r.second.empty()) continue;
+      ev.kind = CN_LT_PEER_BANNED;
+      ev.peer = r.second.c_str();
       fn(&ev, ctx);
     }
     ses->pop_alerts(&alerts);
@@ -443,7 +608,7 @@ extern "C" cn_lt *cn_lt_start(const char *listen, const char *node_tag, const ch
     l->ses->add_extension(&lt::create_ut_metadata_plugin);
     l->ses->add_extension(&lt::create_ut_pex_plugin);
     l->ses->add_extension(std::make_shared<cairn_query_plugin>(l));
-    l->ses->add_extension(std::make_shared<ban_plugin>(l));
+    l->ses->add_extension(std::make_shared<guard_plugin>(l));
     int efd = l->efd;
     l->ses->set_alert_notify([efd] {
       uint64_t one = 1;

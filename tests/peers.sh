@@ -117,15 +117,26 @@ for n in a b c; do
 done
 
 # ---- a corrupt host: B's chunks have flipped bytes; E still reads correct data ----
+# Chunks of one 16 KiB block, of two blocks (one 32 KiB piece) and of several pieces.
+# libtorrent 2.0.8 crashed on the first two kinds (docs/PEERS.md, "Bad data"): after a
+# bad piece it asks a peer for block hashes that A, holding its packs without them,
+# refuses. C stays away while E reads, so A is the only other peer.
 n=0
-for f in $(find "$(H b)/chunks" -type f -size +16k | head -400); do flip_byte "$f"; n=$((n + 1)); done
+for size in "-size -17k" "-size +16k -size -33k" "-size +32k"; do
+  # shellcheck disable=SC2086
+  for f in $(find "$(H b)/chunks" -type f $size | head -150); do flip_byte "$f"; n=$((n + 1)); done
+done
 [ "$n" -gt 0 ] && ok "corrupted $n of B's chunk files" || not_ok "nothing to corrupt on B"
+kill -9 "$SERVE_PID_c"; wait "$SERVE_PID_c" 2>/dev/null
 C e ns add "$RCAP" --name site >/dev/null
 node_mount e "$SCRATCH/me" || not_ok "E's mount"
-check "E reads correct data although B serves corrupt chunks" cmp "$SCRATCH/big.bin" "$SCRATCH/me/site/big.bin"
-check "... and the corpus" diff -r "$CORPUS" "$SCRATCH/me/site/docs"
+# the corpus first: its small chunks are the ones to meet before B is banned
+check "E reads the corpus correctly although B serves corrupt chunks" diff -r "$CORPUS" "$SCRATCH/me/site/docs"
+check "... and the 40 MB file" cmp "$SCRATCH/big.bin" "$SCRATCH/me/site/big.bin"
+kill -0 "$MOUNT_PID_e" 2>/dev/null && ok "... and E's node is still running" || not_ok "E's node died"
 C e check --store > "$SCRATCH/check.out" 2>&1 && ok "E's store holds no corrupt chunk" || not_ok "E stored corrupt chunks"
 grep -q "banned\|failed its hash check" "$SCRATCH/e.log" && ok "E's log names the bad data it refused" || not_ok "E never received bad data (the case did not happen)"
+serve c
 
 # ---- B repairs itself from the others ----
 expect_exit 1 "check --repair refuses while B's node runs" C b check --repair "$VCAP"
