@@ -93,8 +93,11 @@ void cn_root_value_build(const cn_root_value *v, cn_root *root);
 
 /* Merges the last two of v->packs while the older is at most twice as big (so a
  * namespace keeps O(log n) packs), then makes a pack of the given stored objects (durable
- * ones: flush first), writes its torrent to packs/<ih hex>.torrent and appends it. */
-int cn_store_pack_add(cn_store *s, cn_root_value *v, const uint8_t (*ids)[CN_ID_BYTES], size_t n);
+ * ones: flush first), writes its torrent to packs/<ih hex>.torrent and appends it. With
+ * newest_settled 0 (hosts may still be fetching v's newest pack) it merges only to make
+ * room in a full list. */
+int cn_store_pack_add(cn_store *s, cn_root_value *v, const uint8_t (*ids)[CN_ID_BYTES], size_t n,
+                      int newest_settled);
 /* Deletes packs/<ih hex>.torrent of every pack `before` lists and `after` does not (a
  * merge replaced it). Call only once a root listing `after` is durable: until then the
  * torrents are what a merge is made from. Packs of one namespace never name another's

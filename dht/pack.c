@@ -254,7 +254,8 @@ static ssize_t pack_objects(cn_store *s, const uint8_t ih[CN_ID_BYTES])
   return rc < 0 ? rc : (ssize_t)n;
 }
 
-int cn_store_pack_add(cn_store *s, cn_root_value *v, const uint8_t (*ids)[CN_ID_BYTES], size_t n)
+int cn_store_pack_add(cn_store *s, cn_root_value *v, const uint8_t (*ids)[CN_ID_BYTES], size_t n,
+                      int newest_settled)
 {
   obj_list l = {.s = s};
   int rc = 0;
@@ -262,9 +263,10 @@ int cn_store_pack_add(cn_store *s, cn_root_value *v, const uint8_t (*ids)[CN_ID_
    * twice as many files as the newer (a binary counter), or while there would be no room
    * for the new one. The new pack is never merged in the commit that makes it: the
    * namespace's hosts hold every older pack, so they can rebuild a merge of those
-   * themselves (store_pack_rebuild) instead of fetching it. */
+   * themselves (store_pack_rebuild) instead of fetching it. Nor is one so new that they
+   * may not hold it yet, unless the list is full. */
   int last_merged_here = 0;
-  while (v->n_packs >= 2) {
+  while (v->n_packs >= 2 && (newest_settled || v->n_packs == CN_PACKS_MAX)) {
     ssize_t older = pack_objects(s, v->packs[v->n_packs - 2]);
     ssize_t newer = pack_objects(s, v->packs[v->n_packs - 1]);
     if (older < 0 || newer < 0)

@@ -53,6 +53,10 @@ struct cn_ns {
   size_t n_touched, cap_touched;
   uint64_t staged_bytes;
   int dirty;
+  /* the pack this process last appended to the namespace's root, and when: hosts may still
+   * be fetching it, so commits soon after leave it out of merges (FORMAT §11) */
+  uint8_t newest_pack[CN_ID_BYTES];
+  int64_t newest_pack_ns;
   cn_ns *retired_next; /* the mount's list of trees replaced by newer commits */
 };
 

@@ -16,6 +16,9 @@
 
 #define COMMIT_KIND 'C'
 #define COMMIT_VERSION 1
+/* How long after a commit its pack is left out of merges: hosts that follow the
+ * namespace fetch it meanwhile and can then make the merge themselves (FORMAT §11). */
+#define PACK_SETTLE_NS (30ll * 1000000000)
 
 int64_t fs_now_ns(void)
 {
@@ -407,8 +410,11 @@ int cn_ns_commit(cn_ns *ns)
   cn_root_value rv = {0};
   rc = previous_packs(ns, &rv);
   cn_root_value published = rv;
+  int newest_settled = !rv.n_packs || memcmp(rv.packs[rv.n_packs - 1], ns->newest_pack, CN_ID_BYTES) ||
+                       fs_now_ns() - ns->newest_pack_ns >= PACK_SETTLE_NS;
   if (!rc)
-    rc = cn_store_pack_add(ns->store, &rv, (const uint8_t(*)[CN_ID_BYTES])ns->touched, ns->n_touched);
+    rc = cn_store_pack_add(ns->store, &rv, (const uint8_t(*)[CN_ID_BYTES])ns->touched, ns->n_touched,
+                           newest_settled);
   cn_root root = {.seq = seq};
   if (!rc) {
     memcpy(rv.commit, commit_id, CN_ID_BYTES);
@@ -424,6 +430,11 @@ int cn_ns_commit(cn_ns *ns)
     return rc;
   }
   cn_store_pack_forget(ns->store, &published, &rv);
+  if (rv.n_packs && (!published.n_packs ||
+                     memcmp(rv.packs[rv.n_packs - 1], published.packs[published.n_packs - 1], CN_ID_BYTES))) {
+    memcpy(ns->newest_pack, rv.packs[rv.n_packs - 1], CN_ID_BYTES);
+    ns->newest_pack_ns = fs_now_ns();
+  }
   ns->seq = seq;
   ns->has_head = 1;
   memcpy(ns->head, commit_id, CN_ID_BYTES);

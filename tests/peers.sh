@@ -63,8 +63,13 @@ RCAP=$(C a cap site --read)
 node_mount a "$SCRATCH/ma" || { not_ok "A's mount did not come up"; summary; exit 1; }
 cp -r "$CORPUS" "$SCRATCH/ma/site/docs"
 cp "$SCRATCH/big.bin" "$SCRATCH/ma/site/big.bin"
+sync "$SCRATCH/ma/site/big.bin"
+# two small commits last: their packs are the pair A's first commit after its restart
+# merges (FORMAT §11; commits seconds apart in one process merge nothing)
 printf '%s\n' "$MARKER" > "$SCRATCH/ma/site/marker.txt"
 sync "$SCRATCH/ma/site/marker.txt"
+echo "second small commit" > "$SCRATCH/ma/site/small.txt"
+sync "$SCRATCH/ma/site/small.txt"
 for n in b c; do check "$n hosts the namespace by its verify-cap" C $n host "$VCAP"; serve $n; done
 check "cairn sync --replicas 2 returns once B and C hold the latest commit" \
   timeout 120 "$CAIRN" --home "$(H a)" sync site --replicas 2 --timeout 90
@@ -102,7 +107,7 @@ if within 20 grep -q "written after the restart" "$SCRATCH/md/site/later.txt"; t
 else not_ok "D never saw A's later write"; fi
 check "B and C hold that commit too, though they poll only every 10 minutes: A pushed its root" \
   timeout 60 "$CAIRN" --home "$(H a)" sync site --replicas 2 --timeout 30
-# that commit merged A's two older packs (FORMAT §11): the hosts hold both, so they make
+# that commit merged A's two small packs (FORMAT §11): the hosts hold both, so they make
 # the merged pack from their own stores instead of fetching it
 for n in b c; do
   grep -q "merged 2 packs here, as the writer did" "$SCRATCH/$n.log" && ok "$n made the merged pack itself" \

@@ -270,7 +270,7 @@ START_TEST(packs_append_new_objects_and_merge_older_ones)
     uint8_t before[CN_PACKS_MAX][32];
     size_t n_before = v.n_packs;
     memcpy(before, v.packs, sizeof before);
-    ck_assert_int_eq(cn_store_pack_add(s, &v, (const uint8_t(*)[32])ids, PER), 0);
+    ck_assert_int_eq(cn_store_pack_add(s, &v, (const uint8_t(*)[32])ids, PER, 1), 0);
     /* once the root is durable, packs/ holds the listed torrents and nothing else */
     cn_store_pack_forget(s, &published, &v);
     ck_assert_uint_eq(count_torrents(), v.n_packs);
@@ -292,6 +292,43 @@ START_TEST(packs_append_new_objects_and_merge_older_ones)
   ck_assert_uint_eq(got.n, COMMITS * PER); /* every object, each in one pack */
   for (int i = 0; i < COMMITS * PER; i++)
     ck_assert(has_id(&got, all[i]));
+  free(got.ids);
+  cn_store_close(s);
+}
+END_TEST
+
+/* A writer's commits seconds apart (hosts may still be fetching the newest pack) append
+ * without merging until the list is full, then merge only to make room; the first commit
+ * with a settled newest pack merges as a binary counter again. */
+START_TEST(packs_not_merged_while_the_newest_is_unsettled)
+{
+  enum { COMMITS = CN_PACKS_MAX + 4 };
+  cn_store *s;
+  ck_assert_int_eq(cn_store_open(home, &s), 0);
+  cn_root_value v;
+  memset(&v, 0, sizeof v);
+  for (int c = 0; c <= COMMITS; c++) {
+    uint8_t data[20000], id[32];
+    memset(data, c + 1, sizeof data);
+    ck_assert_int_eq(cn_store_put(s, data, sizeof data, id), 0);
+    ck_assert_int_eq(cn_store_flush(s), 0);
+    cn_root_value before = v;
+    int settled = c == COMMITS;
+    ck_assert_int_eq(cn_store_pack_add(s, &v, (const uint8_t(*)[32])id, 1, settled), 0);
+    cn_store_pack_forget(s, &before, &v);
+    if (settled) {
+      ck_assert_uint_le(v.n_packs, 8);
+    } else if (before.n_packs < CN_PACKS_MAX) {
+      ck_assert_uint_eq(v.n_packs, before.n_packs + 1); /* appended, nothing merged */
+      ck_assert(!memcmp(v.packs, before.packs, before.n_packs * 32));
+    } else {
+      ck_assert_uint_eq(v.n_packs, CN_PACKS_MAX); /* one merge made room */
+    }
+  }
+  id_set got = {malloc(4 * (COMMITS + 1) * 32), 0};
+  for (size_t i = 0; i < v.n_packs; i++)
+    ck_assert_int_eq(cn_store_pack_foreach(s, v.packs[i], collect_id, &got), 0);
+  ck_assert_uint_eq(got.n, COMMITS + 1);
   free(got.ids);
   cn_store_close(s);
 }
@@ -410,6 +447,7 @@ int main(void)
   tcase_add_test(tc, dead_process_staging_is_swept);
   tcase_add_test(tc, foreach_visits_every_chunk);
   tcase_add_test(tc, packs_append_new_objects_and_merge_older_ones);
+  tcase_add_test(tc, packs_not_merged_while_the_newest_is_unsettled);
   tcase_add_test(tc, roots_verify_and_never_go_back);
   tcase_add_test(tc, listed_chunks_are_filtered_atomically_with_the_root);
   tcase_add_test(tc, namespace_lock_excludes_other_holders);
