@@ -2417,6 +2417,59 @@ int cn_mount_pidfile(const char *home, const char *mountpoint, char *out, size_t
   return 0;
 }
 
+
+/* `cairn mount` without -f returns once the mount can be used, its node included: a
+ * `cairn status` or `sync` run right after it must find the node's control socket, not
+ * start a second node on the same port. The parent waits for the daemon's word. */
+static int daemon_ready_fd = -1;
+
+static void daemonize_until_ready(void)
+{
+  int p[2];
+  if (pipe(p) < 0) {
+    fuse_daemonize(0);
+    return;
+  }
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(p[0]);
+    close(p[1]);
+    fuse_daemonize(0);
+    return;
+  }
+  if (pid > 0) {
+    close(p[1]);
+    char status = 1;
+    ssize_t got;
+    while ((got = read(p[0], &status, 1)) < 0 && errno == EINTR)
+      ;
+    _exit(got == 1 ? status : 1); /* no word: the daemon died starting */
+  }
+  close(p[0]);
+  fcntl(p[1], F_SETFD, FD_CLOEXEC);
+  setsid();
+  if (chdir("/") < 0) { /* nothing to do: "/" is always there */
+  }
+  int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null_fd >= 0) {
+    dup2(null_fd, STDIN_FILENO);
+    dup2(null_fd, STDOUT_FILENO);
+    dup2(null_fd, STDERR_FILENO);
+    close(null_fd);
+  }
+  daemon_ready_fd = p[1];
+}
+
+/* The daemon's word to the waiting `cairn mount`: 0 ready, else the exit status. */
+static void say_ready(char status)
+{
+  if (daemon_ready_fd < 0)
+    return;
+  (void)!write(daemon_ready_fd, &status, 1);
+  close(daemon_ready_fd);
+  daemon_ready_fd = -1;
+}
+
 int cn_mount(const char *home, const cn_mount_opts *opts)
 {
   /* check the home before daemonizing, so mistakes reach the terminal */
@@ -2447,7 +2500,10 @@ int cn_mount(const char *home, const cn_mount_opts *opts)
     fuse_session_destroy(se);
     return cn_fail(EIO, "cannot mount at %s", opts->mountpoint);
   }
-  fuse_daemonize(opts->foreground);
+  if (opts->foreground)
+    fuse_daemonize(1);
+  else
+    daemonize_until_ready();
   if (!opts->foreground) {
     /* a daemon's stderr is /dev/null: its log lines go to $CAIRN_HOME/cairn.log */
     char log_path[4200];
@@ -2514,6 +2570,7 @@ int cn_mount(const char *home, const cn_mount_opts *opts)
     pthread_mutex_unlock(&M.lock);
     pthread_create(&M.timer, NULL, commit_timer, NULL);
     pthread_create(&M.sealer, NULL, seal_ahead, NULL);
+    say_ready(0);
     struct fuse_loop_config *cfg = fuse_loop_cfg_create();
     fuse_loop_cfg_set_max_threads(cfg, 16);
     rc = fuse_session_loop_mt(se, cfg) != 0 ? cn_fail(EIO, "the FUSE session ended with an error") : 0;
@@ -2529,6 +2586,7 @@ int cn_mount(const char *home, const cn_mount_opts *opts)
       M.hooks.stopping(M.hooks.ctx); /* no more edits: jobs still running are stopped */
   } else {
     cn_log("%s", cn_err());
+    say_ready(1);
   }
   fuse_session_unmount(se);
   fuse_remove_signal_handlers(se);

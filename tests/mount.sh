@@ -16,6 +16,10 @@ seq_of() { C ns ls | awk -v id="$ID" '$1 == id {print $4}'; }
 mkdir -p "$M"
 check "cairn mount (daemonized) returns with the mount live" sh -c "\"$CAIRN\" mount '$M' && mountpoint -q '$M'"
 MOUNTS="$MOUNTS $M"
+# ... its node included: status right after it asks that node, not the store alone
+C status site > "$SCRATCH/status.out" 2>&1
+grep -q "hosts 0" "$SCRATCH/status.out" && ! grep -q "no node running" "$SCRATCH/status.out" \
+  && ok "... with its node answering at once (cairn status)" || not_ok "status right after mount: $(cat "$SCRATCH/status.out")"
 head -c 30000000 /dev/urandom > "$SCRATCH/before-umount"
 cp "$SCRATCH/before-umount" "$M/site/before-umount"
 check "cairn umount" C umount "$M"
