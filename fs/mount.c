@@ -62,9 +62,6 @@
 /* The timer leaves files that are open for writing out of its commits (they are committed
  * at fsync, close-then-timer or unmount) unless they have been dirty this long. */
 #define WRITER_GRACE_NS (60ll * 1000000000)
-/* This much written since the last commit commits without waiting for the timer: a large
- * copy becomes several bounded commits, and peers fetch each while the copy goes on. */
-#define COMMIT_WRITTEN_BYTES (32ull << 20)
 
 typedef struct mount_ns mount_ns;
 typedef struct inode inode;
@@ -139,7 +136,6 @@ static struct {
   mount_ns *caps; /* views of file and directory caps looked up at the root */
   int64_t started_ns;
   int commit_interval;
-  uint64_t written_since_commit; /* bytes, by op_write */
   pthread_t timer;
   pthread_cond_t wake;
   int stopping;
@@ -1199,9 +1195,6 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
     mark_file_dirty(n, (uint64_t)off, (uint64_t)off + (uint64_t)w);
     if (!n->sealing)
       queue_sealing(n);
-    M.written_since_commit += (uint64_t)w;
-    if (M.written_since_commit >= COMMIT_WRITTEN_BYTES)
-      pthread_cond_signal(&M.wake);
   }
   pthread_mutex_unlock(&M.lock);
   if (rc < 0)
@@ -1305,7 +1298,6 @@ static int commit_ns(mount_ns *m, int all)
 static int commit_all(int all)
 {
   int rc = 0;
-  M.written_since_commit = 0;
   for (mount_ns *m = M.namespaces; m; m = m->next)
     if (m->ns->key.access == CN_ACCESS_WRITE && (m->dirty_files || m->ns->dirty)) {
       int r = commit_ns(m, all);
@@ -1383,7 +1375,7 @@ static void *commit_timer(void *arg)
       break;
     if (M.node)
       refresh_all();
-    if (fs_now_ns() >= next_commit || M.written_since_commit >= COMMIT_WRITTEN_BYTES) {
+    if (fs_now_ns() >= next_commit) {
       commit_all(0);
       next_commit = fs_now_ns() + (int64_t)M.commit_interval * 1000000000;
     }
