@@ -2409,7 +2409,6 @@ int cn_mount_pidfile(const char *home, const char *mountpoint, char *out, size_t
   return 0;
 }
 
-
 /* `cairn mount` without -f returns once the mount can be used, its node included: a
  * `cairn status` or `sync` run right after it must find the node's control socket, not
  * start a second node on the same port. The parent waits for the daemon's word. */
@@ -2440,8 +2439,7 @@ static void daemonize_until_ready(void)
   close(p[0]);
   fcntl(p[1], F_SETFD, FD_CLOEXEC);
   setsid();
-  if (chdir("/") < 0) { /* nothing to do: "/" is always there */
-  }
+  (void)!chdir("/");
   int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
   if (null_fd >= 0) {
     dup2(null_fd, STDIN_FILENO);
