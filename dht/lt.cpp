@@ -121,10 +121,13 @@ struct cn_lt {
   // Records bad data refused in a pack, banning the peer by id when it is known to have
   // sent it, and wakes the pump to report it.
   void refuse(const lt::torrent_handle &h, lt::peer_connection_handle *culprit) {
+    // asked of libtorrent before the lock, which the pump also takes
+    lt::sha256_hash ih = h.info_hashes().v2;
+    std::string from = culprit ? endpoint_str(culprit->remote()) : std::string();
     {
       std::lock_guard<std::mutex> g(ban_mu);
       if (culprit) banned.insert({h, culprit->pid()});
-      refused.push_back({h.info_hashes().v2, culprit ? endpoint_str(culprit->remote()) : std::string()});
+      refused.push_back({ih, from});
     }
     uint64_t one = 1;
     (void)!write(efd, &one, sizeof one);
