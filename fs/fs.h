@@ -63,6 +63,18 @@ int cn_ns_remove(cn_ns *ns, const char *path, int recursive);
 /* Seals changed nodes, writes a commit, signs and stores the root. No-op when nothing
  * changed since the last commit (a namespace with no commit yet always gets one). */
 int cn_ns_commit(cn_ns *ns);
+/* cn_ns_commit in three steps, so that a caller guarding the tree with a lock holds it
+ * only while the tree is read. begin seals the changed nodes and builds the commit (NULL
+ * in *out when there is nothing to commit); the tree may change again as soon as it
+ * returns, and those changes are the next commit's. store makes the commit durable,
+ * packs it and stores the signed root: it reads nothing of the tree, so it may run
+ * unlocked, but at most one commit of a namespace may be between begin and end, and
+ * nothing else may commit meanwhile. end records the commit (rc 0) or, after a failed
+ * store, keeps its changes pending for the next commit; it frees c. */
+typedef struct cn_commit cn_commit;
+int cn_ns_commit_begin(cn_ns *ns, cn_commit **out);
+int cn_ns_commit_store(cn_ns *ns, cn_commit *c);
+void cn_ns_commit_end(cn_ns *ns, cn_commit *c, int rc);
 
 /* Verifies every commit from the latest back, every chunk they list and (with a read key)
  * every node and chunk reachable from the latest tree. Problems are logged one per line;

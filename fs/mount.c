@@ -122,6 +122,7 @@ struct mount_ns {
   cn_ns *retired;      /* trees replaced by newer remote commits: inodes may still point
                           into them, so they live until unmount (linked by retired_next) */
   char snapshot_name[SNAPSHOT_NAME_MAX]; /* set on a snapshot */
+  int storing; /* a commit is being made durable, without the lock (commit_ns) */
   mount_ns *next;
 };
 
@@ -144,6 +145,7 @@ static struct {
   pthread_cond_t chunk_loaded; /* a chunk some reader waited for is decrypted (or failed) */
   pthread_t sealer;
   pthread_cond_t seal_work, seal_idle;
+  pthread_cond_t commit_stored; /* some namespace's storing ended */
   inode *seal_queue;
   uint64_t read_clock;         /* orders cached chunks by last use */
   cn_node *node; /* the peer network, NULL when offline */
@@ -1205,7 +1207,18 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
 
 /* ---- commits ---- */
 
-/* Re-chunks every file with staged data, then commits the namespace. Caller holds lock.
+/* Waits (releasing the lock) until no commit of m is being stored: one may then begin. */
+static void wait_stored(mount_ns *m)
+{
+  while (m->storing)
+    pthread_cond_wait(&M.commit_stored, &M.lock);
+}
+
+/* Re-chunks every file with staged data, then commits the namespace. Caller holds lock;
+ * it is released while the commit is made durable, packed and signed (cn_ns_commit_store
+ * reads nothing of the tree), so the file system keeps answering meanwhile: a commit of
+ * a large copy takes seconds. Returns once this call's commit, and any before it, is
+ * durable.
  * A timer commit (all = 0) leaves out files still open for writing, recently dirtied: a
  * file being copied is not re-chunked every few seconds, and a crash never shows it half
  * written. Their entries go into the commit with their last committed content and
@@ -1213,13 +1226,19 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
 static int commit_ns(mount_ns *m, int all)
 {
   int rc = 0;
-  /* a seal-ahead job must end before its file is re-chunked (or freed) */
-  for (int busy = 1; busy;) {
-    busy = 0;
+  /* one commit of a namespace at a time; a seal-ahead job must end before its file is
+   * re-chunked (or freed). Both waits release the lock, so look again after either. */
+  for (;;) {
+    if (m->storing) {
+      wait_stored(m);
+      continue;
+    }
+    int busy = 0;
     for (inode *n = m->dirty_files; n && !busy; n = n->next_dirty)
       busy = n->sealing;
-    if (busy)
-      pthread_cond_wait(&M.seal_idle, &M.lock);
+    if (!busy)
+      break;
+    pthread_cond_wait(&M.seal_idle, &M.lock);
   }
   int64_t now = fs_now_ns();
   inode **pp = &m->dirty_files;
@@ -1274,11 +1293,9 @@ static int commit_ns(mount_ns *m, int all)
       n->entry->attr.mtime_ns = n->committed.mtime_ns;
     }
   }
-  if (!rc && m->ns->dirty) {
-    rc = cn_ns_commit(m->ns);
-    if (!rc && M.hooks.committed)
-      M.hooks.committed(M.hooks.ctx, &m->ns->key, cn_ns_seq(m->ns));
-  }
+  cn_commit *c = NULL;
+  if (!rc && m->ns->dirty)
+    rc = cn_ns_commit_begin(m->ns, &c);
   size_t i = 0;
   while (deferred) {
     inode *n = deferred;
@@ -1290,6 +1307,17 @@ static int commit_ns(mount_ns *m, int all)
     m->dirty_files = n;
   }
   free(live);
+  if (c) {
+    m->storing = 1;
+    pthread_mutex_unlock(&M.lock);
+    rc = cn_ns_commit_store(m->ns, c);
+    pthread_mutex_lock(&M.lock);
+    cn_ns_commit_end(m->ns, c, rc);
+    m->storing = 0;
+    pthread_cond_broadcast(&M.commit_stored);
+    if (!rc && M.hooks.committed)
+      M.hooks.committed(M.hooks.ctx, &m->ns->key, cn_ns_seq(m->ns));
+  }
   if (rc < 0)
     cn_log("commit of namespace %s failed, changes are kept in memory: %s", m->id, cn_err());
   return rc;
@@ -2070,8 +2098,10 @@ static int cap_xattr(inode *n, char *out, size_t size)
   /* what the cap must name is not stored yet (pending cap objects alone do not count) */
   int stale = e->attr.type == CN_FILE ? n->dirty :
               (e->dir && e->dir->dirty) || e->content.len != REF_BYTES || m->dirty_files;
-  if (writer == m && stale)
+  if (writer == m && stale) {
     rc = commit_ns(m, 1);
+    e = n->entry; /* the lock was released: a rename may have replaced the entry */
+  }
   if (!rc)
     rc = fs_entry_cap(m->ns, e, writer ? writer->ns : NULL, &c, &stored);
   if (!rc && stored)
@@ -2375,6 +2405,7 @@ int cn_mount_edit(const uint8_t pk[CN_PK_BYTES], const char *dir, int (*fn)(cn_n
     pthread_mutex_unlock(&M.lock);
     return cn_fail(ENOENT, "this mount does not write that namespace");
   }
+  wait_stored(m); /* fn may commit (cn_ns_cap does) */
   name_list names = {0};
   note_names(m->ns, dir, &names);
   int rc = fn(m->ns, ctx);
@@ -2526,6 +2557,7 @@ int cn_mount(const char *home, const cn_mount_opts *opts)
   pthread_cond_init(&M.chunk_loaded, NULL);
   pthread_cond_init(&M.seal_work, NULL);
   pthread_cond_init(&M.seal_idle, NULL);
+  pthread_cond_init(&M.commit_stored, NULL);
   M.home = strdup(home);
   M.next_ino = FUSE_ROOT_ID + 1;
   M.root.ino = FUSE_ROOT_ID;

@@ -321,10 +321,33 @@ static int compare_ids(const void *a, const void *b)
   return memcmp(a, b, CN_ID_BYTES);
 }
 
+/* A commit between cn_ns_commit_begin and cn_ns_commit_end (fs.h). */
+struct cn_commit {
+  uint64_t seq;
+  cn_buf object;                   /* the commit object, built from the tree at begin */
+  uint8_t (*ids)[CN_ID_BYTES];     /* what the commit lists, then what else its pack holds */
+  size_t n_listed, n_ids, cap_ids;
+  uint64_t staged_bytes;
+  uint8_t id[CN_ID_BYTES];         /* the commit object's ID, once stored */
+  int appended_pack;               /* the root's last pack is new with this commit: */
+  uint8_t newest_pack[CN_ID_BYTES]; /* this one */
+};
+
+static void commit_add_id(cn_commit *c, const uint8_t id[CN_ID_BYTES])
+{
+  if (c->n_ids == c->cap_ids) {
+    c->cap_ids = c->cap_ids ? 2 * c->cap_ids : 64;
+    c->ids = realloc(c->ids, c->cap_ids * CN_ID_BYTES);
+    if (!c->ids)
+      abort();
+  }
+  memcpy(c->ids[c->n_ids++], id, CN_ID_BYTES);
+}
+
 /* The packs the namespace's current root names. A root without packs (written before
  * packs existed) means nothing is packed yet: then every commit of the chain and every
- * object they listed join this commit's batch, so the first pack covers the history. */
-static int previous_packs(cn_ns *ns, cn_root_value *rv)
+ * object they listed join this commit's pack, so the first pack covers the history. */
+static int previous_packs(cn_ns *ns, cn_commit *c, cn_root_value *rv)
 {
   cn_root root;
   int rc = cn_store_root_get(ns->store, ns->key.pk, &root);
@@ -339,23 +362,24 @@ static int previous_packs(cn_ns *ns, cn_root_value *rv)
   for (int more = 1; more && !rc;) {
     uint8_t *data;
     size_t len;
-    commit_view c;
+    commit_view view;
     if ((rc = cn_store_get(ns->store, id, &data, &len)) < 0)
       break;
-    if ((rc = commit_parse(data, len, &c)) == 0) {
-      fs_note_chunk(ns, id, 0);
-      for (uint64_t i = 0; i < c.n_listed; i++)
-        fs_note_chunk(ns, c.listed + i * CN_ID_BYTES, 0);
-      more = c.has_parent;
-      memcpy(id, c.parent, CN_ID_BYTES);
+    if ((rc = commit_parse(data, len, &view)) == 0) {
+      commit_add_id(c, id);
+      for (uint64_t i = 0; i < view.n_listed; i++)
+        commit_add_id(c, view.listed + i * CN_ID_BYTES);
+      more = view.has_parent;
+      memcpy(id, view.parent, CN_ID_BYTES);
     }
     free(data);
   }
   return rc;
 }
 
-int cn_ns_commit(cn_ns *ns)
+int cn_ns_commit_begin(cn_ns *ns, cn_commit **out)
 {
+  *out = NULL;
   if (!ns->dirty && ns->has_head)
     return 0; /* a namespace without any commit gets its first one, even if empty */
   if (ns->key.access != CN_ACCESS_WRITE || ns->lock_fd < 0)
@@ -366,7 +390,10 @@ int cn_ns_commit(cn_ns *ns)
   if (rc < 0)
     return rc;
 
-  cn_buf root_entry = {0}, commit = {0};
+  cn_commit *c = calloc(1, sizeof *c);
+  if (!c)
+    abort();
+  cn_buf root_entry = {0};
   fs_entry_encode(&root_entry, &ns->root);
   uint8_t *box = malloc(root_entry.len + CN_BOX_OVERHEAD);
   cn_box(ns->key.read_key, root_entry.p, root_entry.len, box);
@@ -376,28 +403,40 @@ int cn_ns_commit(cn_ns *ns)
     if (!unique || memcmp(ns->touched[unique - 1], ns->touched[i], CN_ID_BYTES))
       memmove(ns->touched[unique++], ns->touched[i], CN_ID_BYTES);
   size_t n_listed = cn_store_filter_unlisted(ns->store, ns->touched, unique);
-  ns->n_touched = n_listed;
 
-  uint64_t seq = cn_store_root_seq(ns->store, ns->key.pk) + 1;
-  if (seq <= ns->seq)
-    seq = ns->seq + 1;
-  cn_buf_u8(&commit, COMMIT_KIND);
-  cn_buf_u8(&commit, COMMIT_VERSION);
-  cn_buf_put(&commit, ns->key.pk, CN_PK_BYTES);
-  cn_buf_varint(&commit, seq);
-  cn_buf_u8(&commit, (uint8_t)ns->has_head);
+  c->seq = cn_store_root_seq(ns->store, ns->key.pk) + 1;
+  if (c->seq <= ns->seq)
+    c->seq = ns->seq + 1;
+  cn_buf_u8(&c->object, COMMIT_KIND);
+  cn_buf_u8(&c->object, COMMIT_VERSION);
+  cn_buf_put(&c->object, ns->key.pk, CN_PK_BYTES);
+  cn_buf_varint(&c->object, c->seq);
+  cn_buf_u8(&c->object, (uint8_t)ns->has_head);
   if (ns->has_head)
-    cn_buf_put(&commit, ns->head, CN_ID_BYTES);
-  cn_buf_svarint(&commit, fs_now_ns());
-  cn_buf_bytes(&commit, box, root_entry.len + CN_BOX_OVERHEAD);
-  cn_buf_varint(&commit, n_listed);
-  cn_buf_put(&commit, ns->touched, n_listed * CN_ID_BYTES);
+    cn_buf_put(&c->object, ns->head, CN_ID_BYTES);
+  cn_buf_svarint(&c->object, fs_now_ns());
+  cn_buf_bytes(&c->object, box, root_entry.len + CN_BOX_OVERHEAD);
+  cn_buf_varint(&c->object, n_listed);
+  cn_buf_put(&c->object, ns->touched, n_listed * CN_ID_BYTES);
   free(box);
   cn_buf_free(&root_entry);
 
-  uint8_t commit_id[CN_ID_BYTES];
-  rc = cn_store_put(ns->store, commit.p, commit.len, commit_id);
-  cn_buf_free(&commit);
+  /* the tree as it is now is in the commit: changes from here on are the next one's */
+  c->ids = ns->touched;
+  c->n_listed = c->n_ids = n_listed;
+  c->cap_ids = ns->cap_touched;
+  c->staged_bytes = ns->staged_bytes;
+  ns->touched = NULL;
+  ns->n_touched = ns->cap_touched = 0;
+  ns->staged_bytes = 0;
+  ns->dirty = 0;
+  *out = c;
+  return 0;
+}
+
+int cn_ns_commit_store(cn_ns *ns, cn_commit *c)
+{
+  int rc = cn_store_put(ns->store, c->object.p, c->object.len, c->id);
   if (!rc)
     rc = cn_store_flush(ns->store); /* every chunk durable before the root points at it */
   if (rc < 0)
@@ -405,43 +444,70 @@ int cn_ns_commit(cn_ns *ns)
 
   /* the commit and what it listed become a pack; the root names every pack. The commit
    * itself is listed too, so a verify-cap host can account for it. */
-  fs_note_chunk(ns, commit_id, 0);
-  size_t n_for_root = ns->n_touched;
+  c->n_ids = c->n_listed;
+  commit_add_id(c, c->id);
   cn_root_value rv = {0};
-  rc = previous_packs(ns, &rv);
+  rc = previous_packs(ns, c, &rv);
   cn_root_value published = rv;
   int newest_settled = !rv.n_packs || memcmp(rv.packs[rv.n_packs - 1], ns->newest_pack, CN_ID_BYTES) ||
                        fs_now_ns() - ns->newest_pack_ns >= PACK_SETTLE_NS;
   if (!rc)
-    rc = cn_store_pack_add(ns->store, &rv, (const uint8_t(*)[CN_ID_BYTES])ns->touched, ns->n_touched,
-                           newest_settled);
-  cn_root root = {.seq = seq};
+    rc = cn_store_pack_add(ns->store, &rv, (const uint8_t(*)[CN_ID_BYTES])c->ids, c->n_ids, newest_settled);
+  cn_root root = {.seq = c->seq};
   if (!rc) {
-    memcpy(rv.commit, commit_id, CN_ID_BYTES);
+    memcpy(rv.commit, c->id, CN_ID_BYTES);
     cn_root_value_build(&rv, &root);
     uint8_t msg[1100];
-    size_t mlen = cn_root_signing_bytes(seq, root.value, root.value_len, msg);
+    size_t mlen = cn_root_signing_bytes(c->seq, root.value, root.value_len, msg);
     cn_sign(ns->key.seed, msg, mlen, root.sig);
-    rc = cn_store_root_put(ns->store, ns->key.pk, &root, (const uint8_t(*)[CN_ID_BYTES])ns->touched,
-                           n_for_root);
+    rc = cn_store_root_put(ns->store, ns->key.pk, &root, (const uint8_t(*)[CN_ID_BYTES])c->ids,
+                           c->n_listed);
   }
-  if (rc < 0) {
-    ns->n_touched = n_listed; /* a retry lists the same objects */
+  if (rc < 0)
     return rc;
-  }
   cn_store_pack_forget(ns->store, &published, &rv);
-  if (rv.n_packs && (!published.n_packs ||
-                     memcmp(rv.packs[rv.n_packs - 1], published.packs[published.n_packs - 1], CN_ID_BYTES))) {
-    memcpy(ns->newest_pack, rv.packs[rv.n_packs - 1], CN_ID_BYTES);
-    ns->newest_pack_ns = fs_now_ns();
-  }
-  ns->seq = seq;
-  ns->has_head = 1;
-  memcpy(ns->head, commit_id, CN_ID_BYTES);
-  ns->n_touched = 0;
-  ns->staged_bytes = 0;
-  ns->dirty = 0;
+  c->appended_pack = rv.n_packs && (!published.n_packs || memcmp(rv.packs[rv.n_packs - 1],
+                                                                 published.packs[published.n_packs - 1],
+                                                                 CN_ID_BYTES));
+  if (c->appended_pack)
+    memcpy(c->newest_pack, rv.packs[rv.n_packs - 1], CN_ID_BYTES);
   return 0;
+}
+
+void cn_ns_commit_end(cn_ns *ns, cn_commit *c, int rc)
+{
+  if (!c)
+    return;
+  if (rc == 0) {
+    if (c->appended_pack) {
+      memcpy(ns->newest_pack, c->newest_pack, CN_ID_BYTES);
+      ns->newest_pack_ns = fs_now_ns();
+    }
+    ns->seq = c->seq;
+    ns->has_head = 1;
+    memcpy(ns->head, c->id, CN_ID_BYTES);
+  } else {
+    /* a retry stores the same tree (its nodes are written already) and lists the same
+     * objects */
+    for (size_t i = 0; i < c->n_listed; i++)
+      fs_note_chunk(ns, c->ids[i], 0);
+    ns->staged_bytes += c->staged_bytes;
+    ns->dirty = 1;
+  }
+  cn_buf_free(&c->object);
+  free(c->ids);
+  free(c);
+}
+
+int cn_ns_commit(cn_ns *ns)
+{
+  cn_commit *c;
+  int rc = cn_ns_commit_begin(ns, &c);
+  if (rc < 0 || !c)
+    return rc;
+  rc = cn_ns_commit_store(ns, c);
+  cn_ns_commit_end(ns, c, rc);
+  return rc;
 }
 
 /* ---- paths ---- */

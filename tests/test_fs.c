@@ -518,6 +518,61 @@ static int listed(const uint8_t id[CN_ID_BYTES])
   return cn_store_filter_unlisted(store, one, 1) == 0;
 }
 
+/* A commit is built from the tree at begin; what changes while it is stored belongs to the
+ * next one. A store that failed leaves its changes, and the objects it would have listed,
+ * to the next commit. */
+START_TEST(changes_during_a_commit_are_the_next_ones)
+{
+  cn_ns *ns, *old;
+  cn_commit *c;
+  ck_assert_int_eq(cn_ns_open(store, &key, 1, &ns), 0);
+  put_bytes(ns, "/a", (const uint8_t *)"one", 3);
+  ck_assert_int_eq(cn_ns_commit_begin(ns, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  put_bytes(ns, "/a", (const uint8_t *)"uno", 3);
+  put_bytes(ns, "/b", (const uint8_t *)"two", 3);
+  ck_assert_int_eq(cn_ns_commit_store(ns, c), 0);
+  cn_ns_commit_end(ns, c, 0);
+  ck_assert_uint_eq(cn_ns_seq(ns), 1);
+  ck_assert_int_eq(cn_ns_open_at(store, &key, 1, &old), 0);
+  assert_content(old, "/a", (const uint8_t *)"one", 3);
+  cn_attr attr;
+  ck_assert_int_eq(cn_ns_stat(old, "/b", &attr), -ENOENT);
+  cn_ns_close(old);
+
+  ck_assert_int_eq(cn_ns_commit(ns), 0);
+  ck_assert_uint_eq(cn_ns_seq(ns), 2);
+  ck_assert_int_eq(cn_ns_commit_begin(ns, &c), 0);
+  ck_assert_ptr_null(c); /* nothing changed since */
+
+  size_t len = 50000;
+  uint8_t *data = random_bytes(len, 7);
+  put_bytes(ns, "/c", data, len);
+  ck_assert_int_eq(cn_ns_commit_begin(ns, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  cn_ns_commit_end(ns, c, -EIO); /* as if storing it had failed */
+  ck_assert_uint_eq(cn_ns_seq(ns), 2);
+  ck_assert_int_eq(cn_ns_commit(ns), 0);
+  ck_assert_uint_eq(cn_ns_seq(ns), 3);
+  cn_entry *e;
+  cn_extent *ext;
+  size_t n_ext;
+  ck_assert_int_eq(fs_lookup(ns, "/c", &e), 0);
+  ck_assert_int_eq(fs_file_extents(ns, e, &ext, &n_ext), 0);
+  ck_assert_uint_gt(n_ext, 0);
+  for (size_t i = 0; i < n_ext; i++)
+    ck_assert(listed(ext[i].ref.id));
+  free(ext);
+  cn_ns_close(ns);
+  ck_assert_int_eq(cn_ns_open_at(store, &key, 3, &old), 0);
+  assert_content(old, "/a", (const uint8_t *)"uno", 3);
+  assert_content(old, "/b", (const uint8_t *)"two", 3);
+  assert_content(old, "/c", data, len);
+  cn_ns_close(old);
+  free(data);
+}
+END_TEST
+
 static int count_entries(const char *name, const cn_attr *a, void *ctx)
 {
   (*(int *)ctx)++;
@@ -784,6 +839,7 @@ int main(void)
   tcase_add_test(tc, rewrite_equals_a_full_rechunk);
   tcase_add_test(tc, sealing_ahead_equals_whole_file_chunking);
   tcase_add_test(tc, history_and_snapshots);
+  tcase_add_test(tc, changes_during_a_commit_are_the_next_ones);
   tcase_add_test(tc, namespaces_never_share_ciphertext);
   tcase_add_test(tc, read_and_verify_caps);
   tcase_add_test(tc, check_finds_damage_and_rollback_is_refused);
