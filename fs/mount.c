@@ -62,6 +62,12 @@
 /* The timer leaves files that are open for writing out of its commits (they are committed
  * at fsync, close-then-timer or unmount) unless they have been dirty this long. */
 #define WRITER_GRACE_NS (60ll * 1000000000)
+/* With peers to replicate to, the timer commits a namespace early once this much has been
+ * sealed since its last commit: a large copy then reaches the hosts in parts while it
+ * runs, not all of it after the copy ends (and a pack of fewer files costs a host less to
+ * fetch: libtorrent 2.0.8 walks every file of a torrent for each block it receives). With
+ * nobody to replicate to, larger batches cost less. */
+#define COMMIT_EARLY_BYTES (16ull << 20)
 
 typedef struct mount_ns mount_ns;
 typedef struct inode inode;
@@ -123,6 +129,7 @@ struct mount_ns {
                           into them, so they live until unmount (linked by retired_next) */
   char snapshot_name[SNAPSHOT_NAME_MAX]; /* set on a snapshot */
   int storing; /* a commit is being made durable, without the lock (commit_ns) */
+  uint64_t sealed_since_commit; /* bytes sealed ahead since the last commit began */
   mount_ns *next;
 };
 
@@ -146,7 +153,9 @@ static struct {
   pthread_t sealer;
   pthread_cond_t seal_work, seal_idle;
   pthread_cond_t commit_stored; /* some namespace's storing ended */
-  inode *seal_queue;
+  int commit_early; /* a namespace has COMMIT_EARLY_BYTES sealed and uncommitted */
+  inode *seal_queue, *seal_queue_tail; /* oldest first: a timer commit leaves queued files
+                                          out, so none may wait behind newer ones */
   uint64_t read_clock;         /* orders cached chunks by last use */
   cn_node *node; /* the peer network, NULL when offline */
   cn_mount_hooks hooks;
@@ -217,9 +226,11 @@ static void reset_sealed(inode *n, int append_only)
   n->seal_failed = 0;
   n->append_only = append_only;
   if (n->seal_queued)
-    for (inode **q = &M.seal_queue; *q; q = &(*q)->next_seal)
+    for (inode **q = &M.seal_queue, *prev = NULL; *q; prev = *q, q = &(*q)->next_seal)
       if (*q == n) {
         *q = n->next_seal;
+        if (M.seal_queue_tail == n)
+          M.seal_queue_tail = prev;
         n->seal_queued = 0;
         break;
       }
@@ -236,8 +247,12 @@ static void queue_sealing(inode *n)
   if (unsealed < SEAL_AHEAD_BYTES && !closed)
     return;
   n->seal_queued = 1;
-  n->next_seal = M.seal_queue;
-  M.seal_queue = n;
+  n->next_seal = NULL;
+  if (M.seal_queue_tail)
+    M.seal_queue_tail->next_seal = n;
+  else
+    M.seal_queue = n;
+  M.seal_queue_tail = n;
   pthread_cond_signal(&M.seal_work);
 }
 
@@ -1221,8 +1236,9 @@ static void wait_stored(mount_ns *m)
  * durable.
  * A timer commit (all = 0) leaves out files still open for writing, recently dirtied: a
  * file being copied is not re-chunked every few seconds, and a crash never shows it half
- * written. Their entries go into the commit with their last committed content and
- * attributes. */
+ * written. It leaves out files the sealing thread has yet to finish too, rather than seal
+ * them under the lock: during a large copy the sealing thread is behind the writer. Their
+ * entries go into the commit with their last committed content and attributes. */
 static int commit_ns(mount_ns *m, int all)
 {
   int rc = 0;
@@ -1234,12 +1250,13 @@ static int commit_ns(mount_ns *m, int all)
       continue;
     }
     int busy = 0;
-    for (inode *n = m->dirty_files; n && !busy; n = n->next_dirty)
-      busy = n->sealing;
+    for (inode *n = m->dirty_files; all && n && !busy; n = n->next_dirty)
+      busy = n->sealing; /* a timer commit leaves such files out instead */
     if (!busy)
       break;
     pthread_cond_wait(&M.seal_idle, &M.lock);
   }
+  m->sealed_since_commit = 0;
   int64_t now = fs_now_ns();
   inode **pp = &m->dirty_files;
   inode *deferred = NULL;
@@ -1251,7 +1268,7 @@ static int commit_ns(mount_ns *m, int all)
       maybe_free(n);
       continue;
     }
-    if (!all && n->writers && now - n->dirty_since < WRITER_GRACE_NS) {
+    if (!all && ((n->writers && now - n->dirty_since < WRITER_GRACE_NS) || n->sealing || n->seal_queued)) {
       *pp = n->next_dirty;
       n->next_dirty = deferred;
       deferred = n;
@@ -1398,18 +1415,26 @@ static void *commit_timer(void *arg)
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += M.node ? REFRESH_EVERY_S : M.commit_interval;
-    pthread_cond_timedwait(&M.wake, &M.lock, &until);
+    if (!M.commit_early)
+      pthread_cond_timedwait(&M.wake, &M.lock, &until);
     if (M.stopping)
       break;
     if (M.node)
       refresh_all();
-    if (fs_now_ns() >= next_commit) {
+    if (fs_now_ns() >= next_commit || M.commit_early) {
+      M.commit_early = 0;
       commit_all(0);
       next_commit = fs_now_ns() + (int64_t)M.commit_interval * 1000000000;
     }
   }
   pthread_mutex_unlock(&M.lock);
   return NULL;
+}
+
+static int any_peer(const char *host, int port, void *ctx)
+{
+  (void)host, (void)port, (void)ctx;
+  return 1; /* one is enough: stop */
 }
 
 /* Seals files that are being appended to behind their writers: the chunks before the last
@@ -1426,6 +1451,8 @@ static void *seal_ahead(void *arg)
       continue;
     }
     M.seal_queue = n->next_seal;
+    if (!M.seal_queue)
+      M.seal_queue_tail = NULL;
     n->seal_queued = 0;
     int fd = n->append_only && n->staging_fd >= 0 ? dup(n->staging_fd) : -1;
     if (fd < 0)
@@ -1461,6 +1488,12 @@ static void *seal_ahead(void *arg)
       punch_sealed(n, n->sealed_end, cut_end);
       n->sealed_end = cut_end;
       n->sealed_to_end = to_end;
+      n->mns->sealed_since_commit += cut_end - from;
+      if (n->mns->sealed_since_commit >= COMMIT_EARLY_BYTES && !M.commit_early && M.node &&
+          cn_peers_foreach(M.store, any_peer, NULL) > 0) {
+        M.commit_early = 1;
+        pthread_cond_signal(&M.wake);
+      }
     }
     free(refs);
     queue_sealing(n);

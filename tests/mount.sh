@@ -341,6 +341,30 @@ unmount_fg "$M"
 commits=$(( $(seq_of) - seq_before ))
 [ "$commits" -le 5 ] && ok "cp -r of 2000 files made $commits commits" || not_ok "cp -r of 2000 files made $commits commits"
 
+# ---- early commits: with peers to replicate to, a large copy is committed in parts ----
+mkdir -p "$SCRATCH/early"; for i in $(seq 1 12); do head -c 4M /dev/urandom > "$SCRATCH/early/$i"; done
+mount_fg "$M" --commit-interval 3600
+seq_before=$(seq_of)
+cp -r "$SCRATCH/early" "$S/early-alone"
+sleep 3
+[ "$(seq_of)" = "$seq_before" ] && ok "no peers: a 48 MiB copy waits for the timer" \
+  || not_ok "no peers: a 48 MiB copy was committed early ($seq_before -> $(seq_of))"
+unmount_fg "$M"
+cp "$CAIRN_HOME/peers" "$SCRATCH/peers.saved" 2>/dev/null || : > "$SCRATCH/peers.saved"
+C peers add 127.0.0.1:9 # nobody answers there: a peer to replicate to, in name only
+mount_fg "$M" --commit-interval 3600
+seq_before=$(seq_of)
+cp -r "$SCRATCH/early" "$S/early-shared"
+for _ in $(seq 1 100); do [ "$(seq_of)" -ge $((seq_before + 2)) ] && break; sleep 0.2; done
+[ "$(seq_of)" -ge $((seq_before + 2)) ] && ok "with a peer: a 48 MiB copy was committed in parts before any fsync" \
+  || not_ok "with a peer: $(( $(seq_of) - seq_before )) commits during a 48 MiB copy"
+unmount_fg "$M"
+cp "$SCRATCH/peers.saved" "$CAIRN_HOME/peers"
+mount_fg "$M"
+expect_exit 0 "the early-committed copy matches its source" diff -r "$SCRATCH/early" "$S/early-shared"
+rm -rf "$S/early-alone" "$S/early-shared"
+unmount_fg "$M"
+
 # ---- kill -9 during a copy: remount shows a consistent tree ----
 for delay in 0.5 1.5; do
   mount_fg "$M" --commit-interval 1
