@@ -29,15 +29,21 @@ int64_t fs_now_ns(void)
 
 /* ---- objects ---- */
 
-int fs_note_chunk(cn_ns *ns, const uint8_t id[CN_ID_BYTES], size_t len)
+/* Appends id to a growing array of IDs. */
+static void push_id(uint8_t (**ids)[CN_ID_BYTES], size_t *n, size_t *cap, const uint8_t id[CN_ID_BYTES])
 {
-  if (ns->n_touched == ns->cap_touched) {
-    ns->cap_touched = ns->cap_touched ? 2 * ns->cap_touched : 1024;
-    ns->touched = realloc(ns->touched, ns->cap_touched * CN_ID_BYTES);
-    if (!ns->touched)
+  if (*n == *cap) {
+    *cap = *cap ? 2 * *cap : 1024;
+    *ids = realloc(*ids, *cap * CN_ID_BYTES);
+    if (!*ids)
       abort();
   }
-  memcpy(ns->touched[ns->n_touched++], id, CN_ID_BYTES);
+  memcpy((*ids)[(*n)++], id, CN_ID_BYTES);
+}
+
+int fs_note_chunk(cn_ns *ns, const uint8_t id[CN_ID_BYTES], size_t len)
+{
+  push_id(&ns->touched, &ns->n_touched, &ns->cap_touched, id);
   ns->staged_bytes += len;
   return 0;
 }
@@ -333,16 +339,6 @@ struct cn_commit {
   uint8_t newest_pack[CN_ID_BYTES]; /* this one */
 };
 
-static void commit_add_id(cn_commit *c, const uint8_t id[CN_ID_BYTES])
-{
-  if (c->n_ids == c->cap_ids) {
-    c->cap_ids = c->cap_ids ? 2 * c->cap_ids : 64;
-    c->ids = realloc(c->ids, c->cap_ids * CN_ID_BYTES);
-    if (!c->ids)
-      abort();
-  }
-  memcpy(c->ids[c->n_ids++], id, CN_ID_BYTES);
-}
 
 /* The packs the namespace's current root names. A root without packs (written before
  * packs existed) means nothing is packed yet: then every commit of the chain and every
@@ -366,9 +362,9 @@ static int previous_packs(cn_ns *ns, cn_commit *c, cn_root_value *rv)
     if ((rc = cn_store_get(ns->store, id, &data, &len)) < 0)
       break;
     if ((rc = commit_parse(data, len, &view)) == 0) {
-      commit_add_id(c, id);
+      push_id(&c->ids, &c->n_ids, &c->cap_ids, id);
       for (uint64_t i = 0; i < view.n_listed; i++)
-        commit_add_id(c, view.listed + i * CN_ID_BYTES);
+        push_id(&c->ids, &c->n_ids, &c->cap_ids, view.listed + i * CN_ID_BYTES);
       more = view.has_parent;
       memcpy(id, view.parent, CN_ID_BYTES);
     }
@@ -445,7 +441,7 @@ int cn_ns_commit_store(cn_ns *ns, cn_commit *c)
   /* the commit and what it listed become a pack; the root names every pack. The commit
    * itself is listed too, so a verify-cap host can account for it. */
   c->n_ids = c->n_listed;
-  commit_add_id(c, c->id);
+  push_id(&c->ids, &c->n_ids, &c->cap_ids, c->id);
   cn_root_value rv = {0};
   rc = previous_packs(ns, c, &rv);
   cn_root_value published = rv;
