@@ -339,7 +339,6 @@ struct cn_commit {
   uint8_t newest_pack[CN_ID_BYTES]; /* this one */
 };
 
-
 /* The packs the namespace's current root names. A root without packs (written before
  * packs existed) means nothing is packed yet: then every commit of the chain and every
  * object they listed join this commit's pack, so the first pack covers the history. */
