@@ -1489,10 +1489,14 @@ static void *seal_ahead(void *arg)
       n->sealed_end = cut_end;
       n->sealed_to_end = to_end;
       n->mns->sealed_since_commit += cut_end - from;
-      if (n->mns->sealed_since_commit >= COMMIT_EARLY_BYTES && !M.commit_early && M.node &&
-          cn_peers_foreach(M.store, any_peer, NULL) > 0) {
-        M.commit_early = 1;
-        pthread_cond_signal(&M.wake);
+      if (n->mns->sealed_since_commit >= COMMIT_EARLY_BYTES && !M.commit_early && M.node) {
+        if (cn_peers_foreach(M.store, any_peer, NULL) > 0) {
+          M.commit_early = 1;
+          pthread_cond_signal(&M.wake);
+        } else {
+          n->mns->sealed_since_commit = 0; /* nobody to replicate to: read the list again
+                                              after as much more, not after every file */
+        }
       }
     }
     free(refs);
