@@ -21,6 +21,7 @@
 #define FUSE_USE_VERSION 312
 #include "acl/acl.h"
 #include "fs/internal.h"
+#include "fs/loop.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
@@ -561,9 +562,11 @@ static int attach_ns(const cn_nskey *key, mount_ns **out)
   if (M.node) {
     cn_node_follow(M.node, key->pk, cn_hosted_has(M.store, key->pk) ? CN_FOLLOW_HOST : CN_FOLLOW_READ);
     /* a namespace never seen here: wait for its root rather than show it empty */
-    if (key->access != CN_ACCESS_WRITE && cn_store_root_seq(M.store, key->pk) == 0 &&
-        cn_node_resolve(M.node, key->pk, RESOLVE_WAIT_MS) < 0)
-      cn_log("namespace: %s; showing it empty until one arrives", cn_err());
+    if (key->access != CN_ACCESS_WRITE && cn_store_root_seq(M.store, key->pk) == 0) {
+      cn_loop_yield(); /* up to RESOLVE_WAIT_MS: other requests go to another thread */
+      if (cn_node_resolve(M.node, key->pk, RESOLVE_WAIT_MS) < 0)
+        cn_log("namespace: %s; showing it empty until one arrives", cn_err());
+    }
   }
   int rc = cn_ns_open(M.store, key, key->access == CN_ACCESS_WRITE, &ns);
   if (rc < 0)
@@ -1242,6 +1245,7 @@ static void wait_stored(mount_ns *m)
 static int commit_ns(mount_ns *m, int all)
 {
   int rc = 0;
+  cn_loop_yield(); /* a commit takes long: requests meanwhile go to another thread */
   /* one commit of a namespace at a time; a seal-ahead job must end before its file is
    * re-chunked (or freed). Both waits release the lock, so look again after either. */
   for (;;) {
@@ -2630,10 +2634,8 @@ int cn_mount(const char *home, const cn_mount_opts *opts)
     pthread_create(&M.timer, NULL, commit_timer, NULL);
     pthread_create(&M.sealer, NULL, seal_ahead, NULL);
     say_ready(0);
-    struct fuse_loop_config *cfg = fuse_loop_cfg_create();
-    fuse_loop_cfg_set_max_threads(cfg, 16);
-    rc = fuse_session_loop_mt(se, cfg) != 0 ? cn_fail(EIO, "the FUSE session ended with an error") : 0;
-    fuse_loop_cfg_destroy(cfg);
+    int loop_rc = cn_loop_run(se, 16);
+    rc = loop_rc ? cn_fail(-loop_rc, "reading FUSE requests failed: %s", strerror(-loop_rc)) : 0;
     pthread_mutex_lock(&M.lock);
     M.stopping = 1;
     pthread_cond_signal(&M.wake);

@@ -193,6 +193,29 @@ else
   not_ok "FORGE_TOOL (tests/forge_root) is not built"
 fi
 
+# ---- a read waiting for silent peers does not stop the mount answering others ----
+# A and C, the only holders of a new file, are stopped (SIGSTOP: their connections stay
+# open and nothing answers) once D has its root. D's read of the file waits; D's mount
+# must still answer other requests meanwhile, and the read completes when they resume.
+head -c 20000 /dev/urandom > "$SCRATCH/quiet.bin"
+cp "$SCRATCH/quiet.bin" "$SCRATCH/ma/site/quiet.bin"; sync "$SCRATCH/ma/site/quiet.bin"
+within 20 test -f "$SCRATCH/md/site/quiet.bin" || not_ok "D never saw quiet.bin"
+kill -STOP "$MOUNT_PID_a" "$SERVE_PID_c"
+head -c 100 "$SCRATCH/md/site/quiet.bin" > "$SCRATCH/quiet.head" 2>"$SCRATCH/quiet.err" &
+QUIET_READ=$!
+sleep 1
+kill -0 "$QUIET_READ" 2>/dev/null && ok "D's read of a file only stopped peers hold waits" \
+  || not_ok "D's read of quiet.bin did not wait (the case did not happen)"
+check "... while D's mount opens and reads another file" \
+  timeout 5 grep -q "second small commit" "$SCRATCH/md/site/small.txt"
+expect_exit 2 "... and looks up a name" timeout 5 ls "$SCRATCH/md/site/absent-$RANDOM"
+kill -0 "$QUIET_READ" 2>/dev/null && ok "... all before the read ended" || not_ok "the read ended before the checks"
+kill -CONT "$MOUNT_PID_a" "$SERVE_PID_c"
+timeout 60 sh -c "while kill -0 $QUIET_READ 2>/dev/null; do sleep 0.1; done"
+wait "$QUIET_READ" 2>/dev/null
+cmp -s "$SCRATCH/quiet.head" <(head -c 100 "$SCRATCH/quiet.bin") \
+  && ok "... which completes once the peers answer again" || not_ok "the read after SIGCONT: $(cat "$SCRATCH/quiet.err")"
+
 for m in ma md me mf; do fusermount3 -u "$SCRATCH/$m" 2>/dev/null; done
 if grep -h "AddressSanitizer\|runtime error" "$SCRATCH"/*.log >/dev/null 2>&1; then
   not_ok "a node's log shows a sanitizer report"; grep -h -A5 "AddressSanitizer\|runtime error" "$SCRATCH"/*.log | head -20
