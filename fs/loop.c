@@ -216,16 +216,14 @@ int cn_loop_run(struct fuse_session *se, int max_threads)
   L.ended = L.error = 0;
   sem_init(&L.finish, 0, 0);
   pthread_t watchdog;
-  pthread_mutex_lock(&L.mu);
-  start_worker();
-  if (!L.n_workers || pthread_create(&watchdog, NULL, watch_reader, NULL) != 0) {
-    end_loop(-EAGAIN);
-    pthread_mutex_unlock(&L.mu);
-    /* a worker that did start sees the loop ended */
-    for (worker *w = L.workers; w; w = w->next)
-      pthread_join(w->thread, NULL);
+  if (pthread_create(&watchdog, NULL, watch_reader, NULL) != 0) {
+    sem_destroy(&L.finish);
     return -EAGAIN;
   }
+  pthread_mutex_lock(&L.mu);
+  start_worker();
+  if (!L.n_workers)
+    end_loop(-EAGAIN);
   while (!L.ended) {
     pthread_mutex_unlock(&L.mu);
     sem_wait(&L.finish); /* a signal interrupts it: fuse's handler has exited the session */
