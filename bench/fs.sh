@@ -3,7 +3,8 @@
 # and cryfs (encrypted FUSE file systems), all measured in one run on this machine.
 #   (a) 1 GiB sequential write until durable (dd conv=fsync)
 #   (b) cold sequential read of it (unmount, drop caches, remount)
-#   (c) cp -r of the documentation corpus (files/s)
+#   (c) cp -r of the documentation corpus (files/s): the median of three rounds, each
+#       round copying once into every system, in a different order each round
 #   (d) ls -lR of it after a remount with cold caches
 #   (e) fio 4 KiB random reads of the 1 GiB file (IOPS)
 #   (f) stored bytes / logical bytes after (a) and (c)
@@ -20,10 +21,14 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+SYSTEMS="bindfs gocryptfs cryfs cairn"
 W=$(mktemp -d /var/tmp/cairn-bench.XXXXXX)
-MNT="$W/mnt"
-mkdir -p "$MNT"
-cleanup() { fusermount3 -u -z "$MNT" 2>/dev/null || true; rm -rf "$W"; }
+# each system has its own mount point: all four stay mounted while (c) goes round them
+use() { fs=$1; MNT="$W/mnt-$fs"; mkdir -p "$MNT"; }
+cleanup() {
+  for m in "$W"/mnt-*; do fusermount3 -u -z "$m" 2>/dev/null || true; done
+  rm -rf "$W"
+}
 trap cleanup EXIT
 
 CORPUS="$W/corpus"
@@ -47,6 +52,21 @@ echo "corpus: $CORPUS_FILES files, $CORPUS_BYTES bytes; 1 GiB of random data for
 
 now() { date +%s.%N; }
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+# settle: waits (at most 30 s) until the CPUs are at least 90% idle over half a second, so
+# that work a system left behind (cairn sealing after cp returns, the kernel writing back
+# another store's pages) is not charged to the next system's copy
+settle() {
+  sync
+  local label u n s i w q sq u2 n2 s2 i2 w2 q2 sq2 busy idle
+  for _ in $(seq 1 60); do
+    read -r label u n s i w q sq _ < /proc/stat
+    sleep 0.5
+    read -r label u2 n2 s2 i2 w2 q2 sq2 _ < /proc/stat
+    busy=$(( (u2 + n2 + s2 + q2 + sq2) - (u + n + s + q + sq) ))
+    idle=$(( (i2 + w2) - (i + w) ))
+    [ $((busy * 10)) -le $((busy + idle)) ] && return 0
+  done
+}
 
 # per system: setup (once), mount, umount, store (backing directory)
 setup_bindfs() { mkdir -p "$W/bindfs-store"; }
@@ -78,8 +98,10 @@ umount_fs() {
   fi
 }
 
-declare -A R
-for fs in bindfs gocryptfs cryfs cairn; do
+declare -A R C
+# (a), (b), (e) one system after the other; each stays mounted afterwards
+for sys in $SYSTEMS; do
+  use "$sys"
   echo "== $fs"
   "setup_$fs"
   drop_caches # nobody starts with another system's dirty pages still being written back
@@ -92,20 +114,50 @@ for fs in bindfs gocryptfs cryfs cairn; do
   R[$fs,b]=$(echo "1024 / ($t1 - $t0)" | bc -l)
   R[$fs,e]=$(fio --name=rr --filename="$D/big" --rw=randread --bs=4k --ioengine=psync --runtime=15 \
     --time_based --invalidate=1 --output-format=terse --terse-version=3 2>/dev/null | cut -d';' -f8)
-  # the source is read once first: (c) then times the file system under test, not reads
-  # of the source tree from a disk whose cache (b) had just dropped
-  find "$CORPUS" -type f -exec cat {} + > /dev/null
-  [ "$fs" = cairn ] && seq0=$(cairn_seq)
-  t0=$(now); cp -r "$CORPUS" "$D/corpus"; t1=$(now)
-  R[$fs,c]=$(echo "$CORPUS_FILES / ($t1 - $t0)" | bc -l)
-  # a timer commit inside the copy holds it up: say how many there were
-  [ "$fs" = cairn ] && CAIRN_COMMITS_IN_C=$(( $(cairn_seq) - seq0 ))
+done
+
+# (c) in three rounds, each system once per round, the order rotated every round: how fast
+# this VM runs drifts over minutes (the same system's (c) varied up to 2x between runs of
+# this script), and one copy per system in a fixed order charged the drift to whoever came
+# last. The median of the three is reported.
+CAIRN_COMMITS_IN_C=0
+for round in 1 2 3; do
+  order=$(echo $SYSTEMS $SYSTEMS | cut -d' ' -f"$round-$((round + 3))")
+  echo "== (c) round $round: $order"
+  for sys in $order; do
+    use "$sys"
+    D=$("dir_$fs")
+    # the source is read first: (c) times the file system under test, not reads of the
+    # source tree from a disk whose cache an earlier step dropped
+    find "$CORPUS" -type f -exec cat {} + > /dev/null
+    settle
+    [ "$fs" = cairn ] && seq0=$(cairn_seq)
+    t0=$(now); cp -r "$CORPUS" "$D/corpus$round"; t1=$(now)
+    C[$fs,$round]=$(echo "$CORPUS_FILES / ($t1 - $t0)" | bc -l)
+    # a timer commit inside the copy holds it up: say how many there were
+    [ "$fs" = cairn ] && CAIRN_COMMITS_IN_C=$((CAIRN_COMMITS_IN_C + $(cairn_seq) - seq0))
+  done
+  [ "$round" = 1 ] || continue
+  # (f) counts the 1 GiB file and one copy of the corpus, as logical bytes
+  for sys in $SYSTEMS; do
+    use "$sys"
+    umount_fs
+    R[$fs,f]=$(echo "$(du -sb "$W/$fs-store" | cut -f1) / (1073741824 + $CORPUS_BYTES)" | bc -l)
+    "mount_$fs"
+  done
+done
+for sys in $SYSTEMS; do
+  R[$sys,c]=$(printf '%s\n' "${C[$sys,1]}" "${C[$sys,2]}" "${C[$sys,3]}" | sort -g | sed -n 2p)
+done
+
+for sys in $SYSTEMS; do
+  use "$sys"
+  D=$("dir_$fs")
   umount_fs; drop_caches; "mount_$fs"
-  t0=$(now); ls -lR "$D/corpus" > /dev/null; t1=$(now)
+  t0=$(now); ls -lR "$D/corpus1" > /dev/null; t1=$(now)
   R[$fs,d]=$(echo "$t1 - $t0" | bc -l)
   umount_fs
   before=$(du -sb "$W/$fs-store" | cut -f1)
-  R[$fs,f]=$(echo "$before / (1073741824 + $CORPUS_BYTES)" | bc -l)
   "mount_$fs"
   cp -r "$EDITED" "$D/edited"
   umount_fs
@@ -137,4 +189,7 @@ row "(e) fio 4k random read" e "IOPS" high
 row "(f) stored / logical bytes" f "ratio (lower is better)" low
 row "(g) 1%-edited corpus copy adds" g "% of corpus (lower is better)" low
 echo "ratios: cairn relative to each peer, > 1 means cairn is better"
-echo "cairn committed $CAIRN_COMMITS_IN_C time(s) on its timer during (c)"
+printf '(c) rounds, files/s:'
+for sys in $SYSTEMS; do printf ' %s %.0f %.0f %.0f;' "$sys" "${C[$sys,1]}" "${C[$sys,2]}" "${C[$sys,3]}"; done
+echo
+echo "cairn committed $CAIRN_COMMITS_IN_C time(s) on its timer during the copies of (c)"
