@@ -52,21 +52,7 @@ echo "corpus: $CORPUS_FILES files, $CORPUS_BYTES bytes; 1 GiB of random data for
 
 now() { date +%s.%N; }
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
-# settle: waits (at most 30 s) until the CPUs are at least 90% idle over half a second, so
-# that work a system left behind (cairn sealing after cp returns, the kernel writing back
-# another store's pages) is not charged to the next system's copy
-settle() {
-  sync
-  local label u n s i w q sq u2 n2 s2 i2 w2 q2 sq2 busy idle
-  for _ in $(seq 1 60); do
-    read -r label u n s i w q sq _ < /proc/stat
-    sleep 0.5
-    read -r label u2 n2 s2 i2 w2 q2 sq2 _ < /proc/stat
-    busy=$(( (u2 + n2 + s2 + q2 + sq2) - (u + n + s + q + sq) ))
-    idle=$(( (i2 + w2) - (i + w) ))
-    [ $((busy * 10)) -le $((busy + idle)) ] && return 0
-  done
-}
+. "$(dirname "$0")/settle.sh"
 
 # per system: setup (once), mount, umount, store (backing directory)
 setup_bindfs() { mkdir -p "$W/bindfs-store"; }
