@@ -63,7 +63,6 @@ typedef struct {
   size_t n_files;
   pack_file **by_index;
   int max_index;
-  size_t n_in_store; /* files seen in the store: all of them, and a sweep has nothing to do */
 } pack;
 
 typedef struct {
@@ -251,14 +250,13 @@ static int load_file(int file, const char *path, uint64_t size, const uint8_t *l
  * (only check --repair moves one away, and its fetches do not ask this), so a file seen
  * there is not looked up again: sweep_pack runs every second and cairn sync asks for the
  * status every 50 ms, and each looked at every file of every pack, thousands of paths. */
-static int in_store(cn_node *n, pack *p, pack_file *f)
+static int in_store(cn_node *n, pack_file *f)
 {
   if (f->in_store)
     return 1;
   char rel[80];
   store_chunk_relpath(f->id, rel);
   f->in_store = faccessat(n->s->home_fd, rel, F_OK, 0) == 0;
-  p->n_in_store += (size_t)f->in_store;
   return f->in_store;
 }
 
@@ -290,7 +288,6 @@ static ssize_t load_pack(cn_node *n, pack *p, int may_seed_from_store, uint8_t *
   p->files = NULL;
   p->by_index = NULL;
   p->n_files = 0;
-  p->n_in_store = 0;
   p->max_index = -1;
   load_ctx l = {p, 0};
   char err[256] = "";
@@ -309,7 +306,7 @@ static ssize_t load_pack(cn_node *n, pack *p, int may_seed_from_store, uint8_t *
   pack_dir(n, p->ih, dir, sizeof dir);
   ssize_t present = 0;
   for (size_t i = 0; i < p->n_files; i++)
-    present += in_store(n, p, &p->files[i]);
+    present += in_store(n, &p->files[i]);
   p->at_home = may_seed_from_store && (size_t)present == p->n_files;
   if (p->at_home)
     nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
@@ -475,14 +472,14 @@ static void *adopt_queued(void *arg)
  * for thousands of files), so readers and libtorrent's events are not held up. */
 static void sweep_pack(cn_node *n, pack *p)
 {
-  if (!p->added || p->max_index < 0 || p->n_in_store == p->n_files)
+  if (!p->added || p->max_index < 0)
     return;
   uint8_t *done = calloc((size_t)p->max_index + 1, 1);
   adoption *batch = calloc(p->n_files + 1, sizeof *batch);
   size_t k = 0;
   if (done && batch && cn_lt_files_done(n->lt, p->ih, done, p->max_index + 1) == 0)
     for (size_t i = 0; i < p->n_files; i++) {
-      if (!done[p->files[i].file] || in_store(n, p, &p->files[i]))
+      if (!done[p->files[i].file] || in_store(n, &p->files[i]))
         continue;
       memcpy(batch[k].ih, p->ih, CN_ID_BYTES);
       memcpy(batch[k++].id, p->files[i].id, CN_ID_BYTES);
@@ -975,7 +972,7 @@ static int holds_handled_packs(cn_node *n, follow *f)
     if (!p || !p->added || !p->files)
       return 0;
     for (; f->held_cursor_file < p->n_files; f->held_cursor_file++)
-      if (!in_store(n, p, &p->files[f->held_cursor_file]))
+      if (!in_store(n, &p->files[f->held_cursor_file]))
         return 0;
   }
   return 1;
@@ -1206,7 +1203,7 @@ int cn_node_status(cn_node *n, const uint8_t pk[CN_PK_BYTES], cn_ns_status *st)
       continue;
     for (size_t j = 0; j < p->n_files; j++) {
       st->bytes_total += p->files[j].size;
-      if (in_store(n, p, &p->files[j]))
+      if (in_store(n, &p->files[j]))
         st->bytes_local += p->files[j].size;
     }
     cn_lt_torrent_peers(n->lt, p->ih, tally_peer, t);
