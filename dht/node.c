@@ -50,7 +50,6 @@ typedef struct {
   int file;
   uint64_t size;
   int prefetched; /* asked for by readahead: asking again only costs libtorrent work */
-  int in_store;   /* seen in the store (in_store below) */
 } pack_file;
 
 typedef struct {
@@ -246,20 +245,6 @@ static int load_file(int file, const char *path, uint64_t size, const uint8_t *l
   return 0;
 }
 
-/* Whether a pack's file is in the store. A chunk stays once there while the node runs
- * (only check --repair moves one away, and its fetches do not ask this), so a file seen
- * there is not looked up again: sweep_pack runs every second and cairn sync asks for the
- * status every 50 ms, and each looked at every file of every pack, thousands of paths. */
-static int in_store(cn_node *n, pack_file *f)
-{
-  if (f->in_store)
-    return 1;
-  char rel[80];
-  store_chunk_relpath(f->id, rel);
-  f->in_store = faccessat(n->s->home_fd, rel, F_OK, 0) == 0;
-  return f->in_store;
-}
-
 static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
   (void)st, (void)ftw;
@@ -305,8 +290,10 @@ static ssize_t load_pack(cn_node *n, pack *p, int may_seed_from_store, uint8_t *
   char dir[3800], src[4096], dst[4096], rel[80];
   pack_dir(n, p->ih, dir, sizeof dir);
   ssize_t present = 0;
-  for (size_t i = 0; i < p->n_files; i++)
-    present += in_store(n, &p->files[i]);
+  for (size_t i = 0; i < p->n_files; i++) {
+    store_chunk_relpath(p->files[i].id, rel);
+    present += faccessat(n->s->home_fd, rel, F_OK, 0) == 0;
+  }
   p->at_home = may_seed_from_store && (size_t)present == p->n_files;
   if (p->at_home)
     nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
@@ -479,7 +466,9 @@ static void sweep_pack(cn_node *n, pack *p)
   size_t k = 0;
   if (done && batch && cn_lt_files_done(n->lt, p->ih, done, p->max_index + 1) == 0)
     for (size_t i = 0; i < p->n_files; i++) {
-      if (!done[p->files[i].file] || in_store(n, &p->files[i]))
+      char rel[80];
+      store_chunk_relpath(p->files[i].id, rel);
+      if (!done[p->files[i].file] || faccessat(n->s->home_fd, rel, F_OK, 0) == 0)
         continue;
       memcpy(batch[k].ih, p->ih, CN_ID_BYTES);
       memcpy(batch[k++].id, p->files[i].id, CN_ID_BYTES);
@@ -971,9 +960,12 @@ static int holds_handled_packs(cn_node *n, follow *f)
     pack *p = find_pack(n, f->handled_packs[f->held_cursor_pack]);
     if (!p || !p->added || !p->files)
       return 0;
-    for (; f->held_cursor_file < p->n_files; f->held_cursor_file++)
-      if (!in_store(n, &p->files[f->held_cursor_file]))
+    for (; f->held_cursor_file < p->n_files; f->held_cursor_file++) {
+      char rel[80];
+      store_chunk_relpath(p->files[f->held_cursor_file].id, rel);
+      if (faccessat(n->s->home_fd, rel, F_OK, 0) < 0)
         return 0;
+    }
   }
   return 1;
 }
@@ -1202,8 +1194,10 @@ int cn_node_status(cn_node *n, const uint8_t pk[CN_PK_BYTES], cn_ns_status *st)
     if (!p)
       continue;
     for (size_t j = 0; j < p->n_files; j++) {
+      char rel[80];
       st->bytes_total += p->files[j].size;
-      if (in_store(n, &p->files[j]))
+      store_chunk_relpath(p->files[j].id, rel);
+      if (faccessat(n->s->home_fd, rel, F_OK, 0) == 0)
         st->bytes_local += p->files[j].size;
     }
     cn_lt_torrent_peers(n->lt, p->ih, tally_peer, t);
