@@ -123,7 +123,7 @@ bad_cap "unknown kind" "cairn-xyz1-aaaa" "unknown cap kind"
 bad_cap "future version" "cairn-nsr9-aaaa" "unsupported cap format version"
 bad_cap "uppercase" "$(echo "$READCAP" | tr a-z A-Z)" "lowercase"
 bad_cap "truncated" "${READCAP%??????}" "cap body"
-bad_cap "typo" "$(echo "$READCAP" | sed 's/\(.\{30\}\)a/\1b/; t; s/\(.\{30\}\)./\1a/')" "checksum mismatch"
+bad_cap "typo" "$(mistype "$READCAP")" "checksum mismatch"
 bad_cap "bad character" "${READCAP%?}1" "base32"
 expect_exit 2 "ns add of garbage" C ns add cairn-nsw1-xxxx
 
@@ -192,7 +192,7 @@ expect_exit 1 "nothing can be written through a file cap" C put "$FILECAP" < /de
 stderr_has "... it is a read-only snapshot" "read-only snapshot"
 expect_exit 1 "nor removed through a directory cap" C rm "$DIRCAP:/big.bin"
 expect_exit 2 "a file cap takes no path" C get "$FILECAP:/x"
-expect_exit 2 "a mistyped file cap is a usage error" C get "$(echo "$FILECAP" | sed 's/\(.\{30\}\)a/\1b/; t; s/\(.\{30\}\)./\1a/')"
+expect_exit 2 "a mistyped file cap is a usage error" C get "$(mistype "$FILECAP")"
 stderr_has "... saying why" "checksum mismatch"
 expect_exit 2 "a truncated directory cap too" C ls "${DIRCAP%??????}"
 stderr_has "... saying why" "cap body"

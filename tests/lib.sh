@@ -67,6 +67,12 @@ open(p, 'wb').write(bytes(b))
 PY
 }
 
+# mistype CAP: the cap with its 31st character (inside the body, never its final
+# character, whose spare bits base32 rejects first) changed, as a typo would.
+mistype() {
+  echo "$1" | sed 's/^\(.\{30\}\)a/\1b/; t; s/^\(.\{30\}\)./\1a/'
+}
+
 # mount_fg MNT [args...]: runs "cairn mount -f" in the background and waits until the
 # mount is live; MOUNT_PID is the daemon. Unmounted by cleanup whatever happens.
 mount_fg() {

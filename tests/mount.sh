@@ -451,7 +451,7 @@ snap=$(ls "$S/.snapshots" | sort -n | tail -1)
 FVCAP=$(C cap --verify "$FCAP")
 cat "$M/$FVCAP" >/dev/null 2>"$SCRATCH/last.err"; grep -q "Permission denied" "$SCRATCH/last.err" && ok "a verify cap at the root cannot be read (EACCES)" || not_ok "verify cap at the root: $(cat "$SCRATCH/last.err")"
 grep -q "lookup of a 'fv' cap at the mount root: a verify cap" "$SCRATCH/daemon.log" && ok "... and the log says why" || not_ok "no log line for the verify cap"
-BADCAP=$(echo "$FCAP" | sed 's/\(.\{30\}\)a/\1b/; t; s/\(.\{30\}\)./\1a/')
+BADCAP=$(mistype "$FCAP")
 cat "$M/$BADCAP" >/dev/null 2>&1; [ $? -ne 0 ] && grep -q "checksum mismatch" "$SCRATCH/daemon.log" && ok "a mistyped file cap is not found, and logged" || not_ok "mistyped file cap"
 unmount_fg "$M"
 # every object the caps name was listed by a commit: the CLI finds them without committing
