@@ -1358,47 +1358,43 @@ static int commit_all(int all)
 
 /* A namespace held read-only follows its writer: when a newer root has been accepted
  * (from peers), the new tree replaces the old one and the kernel forgets the names it
- * cached under the namespace root, so the next lookups see the new tree. Returns the
- * names to invalidate (caller frees), under M.lock. */
-static char **refresh_ns(mount_ns *m, size_t *n_names)
-{
-  *n_names = 0;
-  if (m->ns->key.access != CN_ACCESS_READ || m->snapshot_name[0])
-    return NULL;
-  if (cn_store_root_seq(M.store, m->ns->key.pk) <= cn_ns_seq(m->ns))
-    return NULL;
-  cn_ns *fresh;
-  if (cn_ns_open(M.store, &m->ns->key, 0, &fresh) < 0 || fs_dir_load(fresh, &fresh->root, NULL) < 0) {
-    cn_log("namespace %s: cannot load its new commit yet: %s", m->id, cn_err());
-    return NULL;
-  }
-  cn_dir *old_dir = m->ns->root.dir;
-  char **names = calloc(1, sizeof *names); /* non-NULL: refreshed, even with no names */
-  size_t cap = 1;
-  for (size_t i = 0; old_dir && i < old_dir->n; i++) {
-    if (*n_names == cap) {
-      cap = cap ? 2 * cap : 64;
-      names = realloc(names, cap * sizeof *names);
-    }
-    names[(*n_names)++] = strdup(old_dir->ents[i]->name);
-  }
-  m->ns->retired_next = m->retired;
-  m->retired = m->ns;
-  m->ns = fresh;
-  m->root->entry = &fresh->root;
-  fresh->root.inode = m->root;
-  m->root->read_gen++;
-  cn_log("namespace %s: now at seq %llu from peers", m->id, (unsigned long long)cn_ns_seq(fresh));
-  return names;
-}
-
+ * cached under the namespace root, so the next lookups see the new tree. Called under
+ * M.lock, which it drops while the new commit loads: that may wait on peers for up to
+ * the node's chunk timeout, and the mount must answer meanwhile. Only this thread swaps
+ * a namespace's tree, and attached namespaces stay until unmount. */
 static void refresh_all(void)
 {
   for (mount_ns *m = M.namespaces; m; m = m->next) {
-    size_t n = 0;
-    char **names = refresh_ns(m, &n);
-    if (!names)
+    if (m->ns->key.access != CN_ACCESS_READ || m->snapshot_name[0])
       continue;
+    if (cn_store_root_seq(M.store, m->ns->key.pk) <= cn_ns_seq(m->ns))
+      continue;
+    cn_nskey key = m->ns->key;
+    pthread_mutex_unlock(&M.lock);
+    cn_ns *fresh = NULL;
+    int rc = cn_ns_open(M.store, &key, 0, &fresh);
+    if (rc == 0 && (rc = fs_dir_load(fresh, &fresh->root, NULL)) < 0) {
+      cn_ns_close(fresh);
+      fresh = NULL;
+    }
+    cn_nskey_wipe(&key);
+    pthread_mutex_lock(&M.lock);
+    if (!fresh) {
+      cn_log("namespace %s: cannot load its new commit yet: %s", m->id, cn_err());
+      continue;
+    }
+    cn_dir *old_dir = m->ns->root.dir;
+    size_t n = 0, cap = old_dir ? old_dir->n : 0;
+    char **names = calloc(cap ? cap : 1, sizeof *names);
+    for (size_t i = 0; names && i < cap; i++)
+      names[n++] = strdup(old_dir->ents[i]->name);
+    m->ns->retired_next = m->retired;
+    m->retired = m->ns;
+    m->ns = fresh;
+    m->root->entry = &fresh->root;
+    fresh->root.inode = m->root;
+    m->root->read_gen++;
+    cn_log("namespace %s: now at seq %llu from peers", m->id, (unsigned long long)cn_ns_seq(fresh));
     fuse_ino_t parent = m->root->ino;
     pthread_mutex_unlock(&M.lock); /* the kernel may call back in while invalidating */
     fuse_lowlevel_notify_inval_inode(M.se, parent, 0, 0);
