@@ -17,7 +17,7 @@ struct cn_store {
   struct staged { uint8_t id[CN_ID_BYTES]; uint64_t serial; } *pending;
   size_t n_pending, cap_pending;
   size_t *pending_index, index_cap; /* find_pending's hash table: index + 1, 0 for empty */
-  uint8_t fanout_made[65536 / 8];    /* chunks/<h0h1>/<h2h3>/ known to exist (ensure_fanout) */
+  uint8_t fanout_made[256 / 8];      /* chunks/<h0h1>/ known to exist (ensure_fanout) */
   uint64_t next_serial;
   cn_store_fetch_fn fetch;
   void *fetch_ctx;
@@ -30,7 +30,11 @@ struct cn_store {
   size_t layer_bytes;
 };
 
+/* A chunk file's path below the home, chunks/<h0h1>/<hex id>: also its path in packs made
+ * since home format 3 (FORMAT §7, §11.1). */
 void store_chunk_relpath(const uint8_t id[CN_ID_BYTES], char out[80]);
+/* chunks/<h0h1>/<h2h3>/<hex id>: the path of an object in packs made before. */
+void store_chunk_relpath_v2(const uint8_t id[CN_ID_BYTES], char out[80]);
 /* Writes data to dirfd/name via a temporary file, fsync, rename, fsync of the directory. */
 int store_write_file_atomic(int dirfd, const char *name, const void *data, size_t len, mode_t mode);
 /* The piece layer of a stored object (malloc'd, cn_piece_count(size) hashes; NULL with 0

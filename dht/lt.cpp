@@ -724,7 +724,7 @@ static std::string chunk_path(const uint8_t id[32]) {
     h += hx[id[i] >> 4];
     h += hx[id[i] & 15];
   }
-  return "chunks/" + h.substr(0, 2) + "/" + h.substr(2, 2) + "/" + h;
+  return "chunks/" + h.substr(0, 2) + "/" + h; // FORMAT §11.1: the store's own path
 }
 
 // libtorrent 2.0.8 looks up each file's directory in a list when it builds a torrent's

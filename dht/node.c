@@ -58,6 +58,7 @@ typedef struct {
   int meta_ready;   /* metadata written to packs/, re-add as a full torrent */
   int want_all;
   int at_home;      /* complete when added: seeds from the store, no link tree (load_pack) */
+  int legacy;       /* its files have the paths of home format 2 (FORMAT §11.1): never at_home */
   pack_file *files; /* sorted by id */
   size_t n_files;
   pack_file **by_index;
@@ -106,6 +107,7 @@ typedef struct {
 typedef struct {
   uint8_t ih[CN_ID_BYTES]; /* the pack it was downloaded in */
   uint8_t id[CN_ID_BYTES];
+  int legacy;              /* that pack's p->legacy */
 } adoption;
 
 struct cn_node {
@@ -220,6 +222,16 @@ static int mkdirs_for(const char *path)
 
 /* ---- packs in the session ---- */
 
+/* Where a pack's file is below its save path: the store's path, or in a pack made before
+ * home format 3 the path of that format. */
+static void pack_file_relpath(int legacy, const uint8_t id[CN_ID_BYTES], char out[80])
+{
+  if (legacy)
+    store_chunk_relpath_v2(id, out);
+  else
+    store_chunk_relpath(id, out);
+}
+
 typedef struct {
   pack *p;
   int err;
@@ -232,10 +244,16 @@ static int load_file(int file, const char *path, uint64_t size, const uint8_t *l
   const char *base = strrchr(path, '/');
   base = base ? base + 1 : path;
   pack_file f = {.file = file, .size = size};
-  if (strlen(base) != CN_HEX_ID_LEN || cn_unhex(base, f.id, CN_ID_BYTES) < 0 ||
-      strncmp(path, "chunks/", 7) != 0)
+  if (strlen(base) != CN_HEX_ID_LEN || cn_unhex(base, f.id, CN_ID_BYTES) < 0)
     return cn_fail(EBADMSG, "pack file %s is not a chunk", path);
   pack *p = l->p;
+  char now[80], before[80];
+  store_chunk_relpath(f.id, now);
+  store_chunk_relpath_v2(f.id, before);
+  int legacy = strcmp(path, before) == 0;
+  if ((!legacy && strcmp(path, now) != 0) || (p->n_files && legacy != p->legacy))
+    return cn_fail(EBADMSG, "pack file %s is not at a chunk's path", path);
+  p->legacy = legacy;
   p->files = realloc(p->files, (p->n_files + 1) * sizeof *p->files);
   if (!p->files)
     abort();
@@ -273,6 +291,7 @@ static ssize_t load_pack(cn_node *n, pack *p, int may_seed_from_store, uint8_t *
   p->files = NULL;
   p->by_index = NULL;
   p->n_files = 0;
+  p->legacy = 0;
   p->max_index = -1;
   load_ctx l = {p, 0};
   char err[256] = "";
@@ -294,13 +313,15 @@ static ssize_t load_pack(cn_node *n, pack *p, int may_seed_from_store, uint8_t *
     store_chunk_relpath(p->files[i].id, rel);
     present += faccessat(n->s->home_fd, rel, F_OK, 0) == 0;
   }
-  p->at_home = may_seed_from_store && (size_t)present == p->n_files;
+  p->at_home = may_seed_from_store && (size_t)present == p->n_files && !p->legacy;
   if (p->at_home)
     nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
   for (size_t i = 0; !p->at_home && i < p->n_files; i++) {
+    char in_pack[80];
     store_chunk_relpath(p->files[i].id, rel);
+    pack_file_relpath(p->legacy, p->files[i].id, in_pack);
     snprintf(src, sizeof src, "%s/%s", n->s->home, rel);
-    snprintf(dst, sizeof dst, "%s/%s", dir, rel);
+    snprintf(dst, sizeof dst, "%s/%s", dir, in_pack);
     if (access(src, F_OK) < 0)
       continue;
     mkdirs_for(dst);
@@ -403,6 +424,8 @@ static void queue_adoption(cn_node *n, const uint8_t ih[CN_ID_BYTES], const uint
   adoption *a = &n->to_adopt[n->n_to_adopt++];
   memcpy(a->ih, ih, CN_ID_BYTES);
   memcpy(a->id, id, CN_ID_BYTES);
+  pack *p = find_pack(n, ih);
+  a->legacy = p && p->legacy;
   pthread_cond_signal(&n->adopt_cv);
 }
 
@@ -416,7 +439,7 @@ static void adopt_batch(cn_node *n, const adoption *batch, size_t k)
   for (size_t i = 0; paths && ids && i < k; i++) {
     char dir[3800], rel[80], *path;
     pack_dir(n, batch[i].ih, dir, sizeof dir);
-    store_chunk_relpath(batch[i].id, rel);
+    pack_file_relpath(batch[i].legacy, batch[i].id, rel);
     if (asprintf(&path, "%s/%s", dir, rel) < 0)
       break;
     paths[m] = path;
@@ -471,6 +494,7 @@ static void sweep_pack(cn_node *n, pack *p)
       if (!done[p->files[i].file] || faccessat(n->s->home_fd, rel, F_OK, 0) == 0)
         continue;
       memcpy(batch[k].ih, p->ih, CN_ID_BYTES);
+      batch[k].legacy = p->legacy;
       memcpy(batch[k++].id, p->files[i].id, CN_ID_BYTES);
     }
   if (k) {

@@ -1,9 +1,10 @@
 /*
  * Signed root values, packs and the node's small config files.
  *
- * A pack is a BitTorrent v2 torrent over stored objects (files chunks/ab/cd/<hex>, whose
+ * A pack is a BitTorrent v2 torrent over stored objects (files chunks/ab/<hex>, whose
  * pieces roots are their chunk IDs), so any node holding the objects can seed it straight
- * from the store. The signed root
+ * from the store. Packs named by roots of versions 1 and 2 have the paths of home format
+ * 2, chunks/ab/cd/<hex>; they are fetched and seeded through a tree of links. The signed root
  * lists a namespace's packs; merging keeps the list short (DESIGN §6: few torrents, one
  * announce per pack).
  */
@@ -22,6 +23,7 @@
 
 #define ROOT_VALUE_V1 1
 #define ROOT_VALUE_V2 2
+#define ROOT_VALUE_V3 3 /* as 2; its packs have format-3 paths (FORMAT §11.1) */
 
 int cn_root_value_parse(const uint8_t *value, size_t len, cn_root_value *out)
 {
@@ -30,7 +32,7 @@ int cn_root_value_parse(const uint8_t *value, size_t len, cn_root_value *out)
     memcpy(out->commit, value + 1, CN_ID_BYTES);
     return 0;
   }
-  if (len >= 2 + CN_ID_BYTES && value[0] == ROOT_VALUE_V2) {
+  if (len >= 2 + CN_ID_BYTES && (value[0] == ROOT_VALUE_V2 || value[0] == ROOT_VALUE_V3)) {
     size_t n = value[1 + CN_ID_BYTES];
     if (n <= CN_PACKS_MAX && len == 2 + CN_ID_BYTES + n * CN_ID_BYTES) {
       memcpy(out->commit, value + 1, CN_ID_BYTES);
@@ -39,14 +41,14 @@ int cn_root_value_parse(const uint8_t *value, size_t len, cn_root_value *out)
       return 0;
     }
   }
-  if (len && value[0] != ROOT_VALUE_V1 && value[0] != ROOT_VALUE_V2)
+  if (len && value[0] != ROOT_VALUE_V1 && value[0] != ROOT_VALUE_V2 && value[0] != ROOT_VALUE_V3)
     return cn_fail(EBADMSG, "root value version %u is not supported", value[0]);
   return cn_fail(EBADMSG, "malformed root value (%zu bytes)", len);
 }
 
 void cn_root_value_build(const cn_root_value *v, cn_root *root)
 {
-  root->value[0] = ROOT_VALUE_V2;
+  root->value[0] = ROOT_VALUE_V3;
   memcpy(root->value + 1, v->commit, CN_ID_BYTES);
   root->value[1 + CN_ID_BYTES] = (uint8_t)v->n_packs;
   memcpy(root->value + 2 + CN_ID_BYTES, v->packs, v->n_packs * CN_ID_BYTES);

@@ -1,6 +1,8 @@
 /*
- * The local chunk store. Chunk files live at chunks/ab/cd/<64 hex> (two-level fan-out so
- * no directory grows past a few hundred entries at millions of chunks). New chunks are
+ * The local chunk store. Chunk files live at chunks/ab/<64 hex>: one level of fan-out
+ * keeps directories to thousands of entries at millions of chunks, while a second level
+ * cost a directory inode per chunk in a young store (most of what a host did per chunk,
+ * with a no-journal ext4 searching its inode bitmap for each). New chunks are
  * written to tmp/<hex>.<pid>, and cn_store_flush makes them durable with one syncfs,
  * renames them into place, and syncs again: a chunk is never visible half-written, and a
  * batch costs two syncs rather than one fsync per chunk. Leftover tmp files of dead
@@ -27,7 +29,8 @@
 
 #define INDEX_MAP_SIZE (64ull << 30) /* virtual; LMDB files grow as needed */
 /* One version for the home's layout, the index's databases and the keyring's format. */
-#define HOME_FORMAT "cairn-home 2\n"
+#define HOME_FORMAT "cairn-home 3\n"
+#define HOME_FORMAT_2 "cairn-home 2\n"
 #define HOME_FORMAT_1 "cairn-home 1\n"
 
 void cn_log(const char *fmt, ...)
@@ -220,6 +223,48 @@ static void sweep_tmp(cn_store *s)
     closedir(d);
 }
 
+/* Format 2 kept chunk files at chunks/ab/cd/<id>; format 3 at chunks/ab/<id>. Moves each
+ * one up and removes the emptied directories, then syncs, so that the caller may write the
+ * new format. Renames only: a crash part-way leaves format 2 and the next open goes on. */
+static int upgrade_fanout(int home_fd)
+{
+  int top = openat(home_fd, "chunks", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (top < 0)
+    return errno == ENOENT ? 0 : -errno;
+  DIR *d1 = fdopendir(top);
+  struct dirent *e1;
+  int rc = d1 ? 0 : -errno;
+  while (!rc && d1 && (e1 = readdir(d1))) {
+    if (e1->d_name[0] == '.' || strlen(e1->d_name) != 2)
+      continue;
+    int fan = openat(dirfd(d1), e1->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d2 = fan >= 0 ? fdopendir(fan) : NULL;
+    struct dirent *e2;
+    /* entries moved up appear in this listing too: only two-letter names are leaves */
+    while (!rc && d2 && (e2 = readdir(d2))) {
+      if (e2->d_name[0] == '.' || strlen(e2->d_name) != 2)
+        continue;
+      int leaf = openat(dirfd(d2), e2->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      DIR *d3 = leaf >= 0 ? fdopendir(leaf) : NULL;
+      struct dirent *e3;
+      while (!rc && d3 && (e3 = readdir(d3)))
+        if (e3->d_name[0] != '.' && renameat(dirfd(d3), e3->d_name, dirfd(d2), e3->d_name) < 0)
+          rc = cn_fail(errno, "cannot move chunk %s up a directory: %s", e3->d_name, strerror(errno));
+      if (d3)
+        closedir(d3);
+      if (!rc)
+        unlinkat(dirfd(d2), e2->d_name, AT_REMOVEDIR);
+    }
+    if (d2)
+      closedir(d2);
+  }
+  if (d1)
+    closedir(d1);
+  if (!rc && syncfs(home_fd) < 0)
+    rc = cn_fail(errno, "cannot sync the store: %s", strerror(errno));
+  return rc;
+}
+
 int cn_store_open(const char *home, cn_store **out)
 {
   *out = NULL;
@@ -236,15 +281,21 @@ int cn_store_open(const char *home, cn_store **out)
       format[0] = 0;
     fclose(f);
   }
-  if (strcmp(format, HOME_FORMAT_1) == 0) {
-    /* format 2 only adds packs/, peers and config: upgrade in place */
+  if (strcmp(format, HOME_FORMAT_1) == 0 || strcmp(format, HOME_FORMAT_2) == 0) {
+    /* format 2 only added packs/, peers and config; format 3 moved chunk files up one
+     * directory (FORMAT §1): upgrade in place */
     snprintf(probe, sizeof probe, "%s/packs", home);
     int fd = open(home, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0 && (mkdir(probe, 0700) == 0 || errno == EEXIST) &&
-        store_write_file_atomic(fd, "format", HOME_FORMAT, strlen(HOME_FORMAT), 0600) == 0)
-      strcpy(format, HOME_FORMAT);
+    int rc = fd < 0 || (mkdir(probe, 0700) < 0 && errno != EEXIST)
+                 ? cn_fail(errno, "cannot upgrade %s: %s", home, strerror(errno))
+                 : upgrade_fanout(fd);
+    if (!rc)
+      rc = store_write_file_atomic(fd, "format", HOME_FORMAT, strlen(HOME_FORMAT), 0600);
     if (fd >= 0)
       close(fd);
+    if (rc < 0)
+      return rc;
+    strcpy(format, HOME_FORMAT);
   }
   if (strcmp(format, HOME_FORMAT) != 0)
     return cn_fail(EPROTO, "%s is not a cairn home this version can open (format file says '%.*s')",
@@ -307,6 +358,13 @@ int cn_store_node_seed(cn_store *s, uint8_t seed[CN_SEED_BYTES])
 }
 
 void store_chunk_relpath(const uint8_t id[CN_ID_BYTES], char out[80])
+{
+  char hex[CN_HEX_ID_LEN + 1];
+  cn_hex(id, CN_ID_BYTES, hex);
+  snprintf(out, 80, "chunks/%.2s/%s", hex, hex);
+}
+
+void store_chunk_relpath_v2(const uint8_t id[CN_ID_BYTES], char out[80])
 {
   char hex[CN_HEX_ID_LEN + 1];
   cn_hex(id, CN_ID_BYTES, hex);
@@ -478,10 +536,10 @@ int store_piece_layer(cn_store *s, const uint8_t id[CN_ID_BYTES], uint64_t size,
   return 0;
 }
 
-/* The fan-out directories of id's chunk path exist once this store has made (or met) them:
- * two mkdirat calls per object were 4% of a mount's time during `cp -r`. A rename that
- * fails with ENOENT forgets the pair (fanout_lost), so the retry makes them again. */
-static size_t fanout_pair(const uint8_t id[CN_ID_BYTES]) { return (size_t)id[0] << 8 | id[1]; }
+/* The fan-out directory of id's chunk path exists once this store has made (or met) it:
+ * mkdirat calls per object were 4% of a mount's time during `cp -r`. A rename that fails
+ * with ENOENT forgets it (fanout_lost), so the retry makes it again. */
+static size_t fanout_pair(const uint8_t id[CN_ID_BYTES]) { return id[0]; }
 
 static int ensure_fanout(cn_store *s, const uint8_t id[CN_ID_BYTES], const char *rel)
 {
@@ -491,9 +549,6 @@ static int ensure_fanout(cn_store *s, const uint8_t id[CN_ID_BYTES], const char 
     return 0;
   char dir[80];
   snprintf(dir, sizeof dir, "%.9s", rel); /* chunks/ab */
-  if (mkdirat(s->home_fd, dir, 0700) < 0 && errno != EEXIST)
-    return -errno;
-  snprintf(dir, sizeof dir, "%.12s", rel); /* chunks/ab/cd */
   if (mkdirat(s->home_fd, dir, 0700) < 0 && errno != EEXIST)
     return -errno;
   __atomic_fetch_or(&s->fanout_made[pair >> 3], bit, __ATOMIC_RELAXED);
@@ -659,8 +714,9 @@ static int read_chunk_file(cn_store *s, const uint8_t id[CN_ID_BYTES], uint8_t *
  * and drops its hard links under packs/, so no torrent serves or "has" it any more. */
 static int quarantine(cn_store *s, const uint8_t id[CN_ID_BYTES])
 {
-  char rel[80], hex[CN_HEX_ID_LEN + 1], dst[128];
+  char rel[80], rel_v2[80], hex[CN_HEX_ID_LEN + 1], dst[128];
   store_chunk_relpath(id, rel);
+  store_chunk_relpath_v2(id, rel_v2);
   cn_hex(id, CN_ID_BYTES, hex);
   snprintf(dst, sizeof dst, "tmp/.corrupt.%s", hex);
   if (renameat(s->home_fd, rel, s->home_fd, dst) < 0)
@@ -674,6 +730,8 @@ static int quarantine(cn_store *s, const uint8_t id[CN_ID_BYTES])
       continue; /* pack directories are bare info-hashes */
     snprintf(link_path, sizeof link_path, "packs/%s/%s", e->d_name, rel);
     unlinkat(s->home_fd, link_path, 0);
+    snprintf(link_path, sizeof link_path, "packs/%s/%s", e->d_name, rel_v2);
+    unlinkat(s->home_fd, link_path, 0); /* a pack made before format 3 (FORMAT §11.1) */
   }
   if (d)
     closedir(d);
@@ -844,22 +902,14 @@ int cn_store_foreach(cn_store *s, int (*fn)(const uint8_t id[CN_ID_BYTES], void 
   while (!rc && d1 && (e1 = readdir(d1))) {
     if (e1->d_name[0] == '.')
       continue;
-    int mid = openat(dirfd(d1), e1->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    DIR *d2 = mid >= 0 ? fdopendir(mid) : NULL;
+    int fan = openat(dirfd(d1), e1->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d2 = fan >= 0 ? fdopendir(fan) : NULL;
     struct dirent *e2;
     while (!rc && d2 && (e2 = readdir(d2))) {
-      if (e2->d_name[0] == '.')
-        continue;
-      int leaf = openat(dirfd(d2), e2->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      DIR *d3 = leaf >= 0 ? fdopendir(leaf) : NULL;
-      struct dirent *e3;
-      while (!rc && d3 && (e3 = readdir(d3))) {
-        uint8_t id[CN_ID_BYTES];
-        if (e3->d_name[0] != '.' && cn_unhex(e3->d_name, id, CN_ID_BYTES) == 0)
-          rc = fn(id, ctx);
-      }
-      if (d3)
-        closedir(d3);
+      uint8_t id[CN_ID_BYTES];
+      if (e2->d_name[0] != '.' && strlen(e2->d_name) == CN_HEX_ID_LEN &&
+          cn_unhex(e2->d_name, id, CN_ID_BYTES) == 0)
+        rc = fn(id, ctx);
     }
     if (d2)
       closedir(d2);

@@ -199,7 +199,8 @@ fi
 # must still answer other requests meanwhile, and the read completes when they resume.
 head -c 20000 /dev/urandom > "$SCRATCH/quiet.bin"
 cp "$SCRATCH/quiet.bin" "$SCRATCH/ma/site/quiet.bin"; sync "$SCRATCH/ma/site/quiet.bin"
-within 20 test -f "$SCRATCH/md/site/quiet.bin" || not_ok "D never saw quiet.bin"
+within 20 test -f "$SCRATCH/md/site/quiet.bin" || { not_ok "D never saw quiet.bin (A is at seq $(C a status site | awk 'NR == 1 {print $3}'))"
+  grep -h "namespace\|root\|seq" "$SCRATCH/d.log" | tail -6 | sed 's/^/    | /'; }
 kill -STOP "$MOUNT_PID_a" "$SERVE_PID_c"
 head -c 100 "$SCRATCH/md/site/quiet.bin" > "$SCRATCH/quiet.head" 2>"$SCRATCH/quiet.err" &
 QUIET_READ=$!

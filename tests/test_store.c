@@ -78,7 +78,41 @@ START_TEST(home_format_1_is_upgraded_in_place)
   f = fopen(path, "r");
   ck_assert_ptr_nonnull(fgets(text, sizeof text, f));
   fclose(f);
-  ck_assert_str_eq(text, "cairn-home 2\n");
+  ck_assert_str_eq(text, "cairn-home 3\n");
+}
+END_TEST
+
+/* Format 2 kept chunks one directory deeper: opening such a home moves them up. */
+START_TEST(home_format_2_chunks_move_up)
+{
+  cn_store *s;
+  ck_assert_int_eq(cn_store_open(home, &s), 0);
+  uint8_t data[3000], id[32];
+  for (size_t i = 0; i < sizeof data; i++)
+    data[i] = (uint8_t)(i * 7);
+  ck_assert_int_eq(cn_store_put(s, data, sizeof data, id), 0);
+  ck_assert_int_eq(cn_store_flush(s), 0);
+  char now[400], hex[65], leaf[300], before[400], cmd[1600];
+  snprintf(now, sizeof now, "%s", cn_store_chunk_path(s, id));
+  cn_store_close(s);
+  cn_hex(id, 32, hex);
+  snprintf(leaf, sizeof leaf, "%s/chunks/%.2s/%.2s", home, hex, hex + 2);
+  snprintf(before, sizeof before, "%s/%s", leaf, hex);
+  snprintf(cmd, sizeof cmd, "mkdir '%s' && mv '%s' '%s' && echo 'cairn-home 2' > '%s/format'", leaf, now,
+           before, home);
+  ck_assert_int_eq(system(cmd), 0);
+  ck_assert_int_eq(cn_store_open(home, &s), 0);
+  uint8_t *got;
+  size_t len;
+  ck_assert_int_eq(cn_store_get(s, id, &got, &len), 0);
+  ck_assert_uint_eq(len, sizeof data);
+  ck_assert_mem_eq(got, data, len);
+  free(got);
+  ck_assert_str_eq(cn_store_chunk_path(s, id), now);
+  cn_store_close(s);
+  struct stat st;
+  ck_assert_int_eq(stat(leaf, &st), -1); /* the emptied directory is gone */
+  ck_assert_int_eq(count_files("chunks"), 1);
 }
 END_TEST
 
@@ -128,8 +162,8 @@ START_TEST(put_get_flush_and_dedupe)
   char hex[65];
   cn_hex(id, 32, hex);
   ck_assert_ptr_nonnull(strstr(cn_store_chunk_path(s, id), hex));
-  char fan[8];
-  snprintf(fan, sizeof fan, "%.2s/%.2s/", hex, hex + 2);
+  char fan[80];
+  snprintf(fan, sizeof fan, "/chunks/%.2s/%s", hex, hex);
   ck_assert_ptr_nonnull(strstr(cn_store_chunk_path(s, id), fan));
   cn_store_close(s);
   ck_assert_int_eq(cn_store_open(home, &s), 0);
@@ -441,6 +475,7 @@ int main(void)
   tcase_add_test(tc, open_missing_home_says_init);
   tcase_add_test(tc, foreign_home_format_is_refused);
   tcase_add_test(tc, home_format_1_is_upgraded_in_place);
+  tcase_add_test(tc, home_format_2_chunks_move_up);
   tcase_add_test(tc, node_key_is_private_and_stable);
   tcase_add_test(tc, put_get_flush_and_dedupe);
   tcase_add_test(tc, corrupt_chunk_is_eio_never_data);
