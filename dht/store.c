@@ -744,12 +744,9 @@ int cn_store_read(cn_store *s, const uint8_t id[CN_ID_BYTES], uint8_t **data, si
 {
   int rc = read_chunk_file(s, id, data, len);
   if (rc == -ENOENT && s->fetch) {
-    char why[256];
-    snprintf(why, sizeof why, "%s", cn_err());
+    /* a failed fetch says why (no pack lists the chunk, no metadata, no peer in time) */
     rc = s->fetch(id, CN_FETCH_WAIT, s->fetch_ctx);
     rc = rc < 0 ? rc : read_chunk_file(s, id, data, len);
-    if (rc == -ENOENT)
-      cn_fail(ENOENT, "%s, and no peer offered it", why);
   }
   return rc;
 }

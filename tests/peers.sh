@@ -170,9 +170,12 @@ SEQ_D=$(C d status site | awk 'NR == 1 {print $3}')
 cp -a "$(H d)" "$SCRATCH/d-copy"
 echo "one more" > "$SCRATCH/ma/site/more.txt"; sync "$SCRATCH/ma/site/more.txt"
 within 20 test -f "$SCRATCH/md/site/more.txt" && ok "D follows to the next commit" || not_ok "D missed more.txt"
-# the old home replays its older root into the DHT from another node
-rm -rf "$(H old)"; cp -a "$SCRATCH/d-copy" "$(H old)"; rm -f "$(H old)/run/"*
+# the old home replays its older root into the DHT from another node. It gets a node key
+# of its own: a copy running with D's would share D's peer id, and A and C keep one
+# connection per torrent and peer id, so D would lose its sources to the copy (docs/PEERS.md)
+rm -rf "$(H old)"; cp -a "$SCRATCH/d-copy" "$(H old)"; rm -f "$(H old)/run/"* "$(H old)/node.key"
 C old init --listen "127.0.0.1:$(port_of old)" >/dev/null
+cmp -s "$(H old)/node.key" "$(H d)/node.key" && not_ok "the copy of D's home kept D's node key"
 serve old
 sleep 4
 SEQ_NOW=$(C d status site | awk 'NR == 1 {print $3}')
