@@ -101,6 +101,11 @@ void fs_entry_free(cn_entry *e);
 void fs_entry_drop(cn_entry *e);
 void fs_set_orphan_hook(void (*hook)(cn_entry *e));
 int fs_dir_load(cn_ns *ns, cn_entry *owner, cn_dir *parent);
+/* fs_dir_load in two steps, for loading without the mount's lock: the first reads the
+ * directory's nodes and touches nothing shared; the second hangs the result under owner,
+ * or frees it when owner got its directory meanwhile. */
+int fs_dir_load_apart(cn_ns *ns, const cn_entry *owner, cn_dir **out);
+void fs_dir_attach(cn_entry *owner, cn_dir *parent, cn_dir *d);
 int fs_dir_store(cn_ns *ns, cn_dir *dir);
 cn_entry *fs_dir_find(cn_dir *dir, const char *name, size_t *pos);
 void fs_dir_insert(cn_dir *dir, size_t pos, cn_entry *e);

@@ -501,9 +501,16 @@ static void fill_stat(inode *n, struct stat *st)
   st->st_ctim = ts_of(a->ctime_ns);
   st->st_nlink = n->detached ? 0 : 1; /* unlinked but still open */
   if (a->type == CN_DIR) {
-    st->st_nlink = 2;
-    if (fs_dir_load(n->mns->ns, n->entry, n->entry->in_dir) == 0)
-      st->st_nlink += n->entry->dir->subdirs;
+    /* A directory of a read-only namespace that has not been fetched yet says 1, "not
+     * counted" (as btrfs always does; find then counts no subdirectories on): fetching it
+     * for its count would make a lookup of its name, and with it every other lookup in
+     * the parent (the kernel serialises them), wait on peers. It is fetched when opened. */
+    if (n->mns->ns->key.access == CN_ACCESS_READ && !n->entry->dir)
+      st->st_nlink = 1;
+    else if (fs_dir_load(n->mns->ns, n->entry, n->entry->in_dir) == 0)
+      st->st_nlink = 2 + n->entry->dir->subdirs;
+    else
+      st->st_nlink = 2;
   }
 }
 
@@ -795,6 +802,43 @@ static inode *snapdir_inode(mount_ns *m)
 
 /* ---- lookups ---- */
 
+/* Loads the directory entry e stands for, in a namespace held read-only, with M.lock
+ * dropped: its nodes may have to come from peers, for up to the node's chunk timeout, and
+ * the mount must answer other requests meanwhile (read_chunks does the same for file
+ * data). Such a tree changes only by refresh_all's swap, and retired trees live until
+ * unmount, so e stays valid. Returns 1 when it dropped the lock (the caller looks its
+ * state up again), 0 when there was nothing to load this way, or a negative errno. */
+static int load_dir_unlocked(mount_ns *m, cn_entry *e)
+{
+  if (!e || e->attr.type != CN_DIR || e->dir || m->ns->key.access != CN_ACCESS_READ)
+    return 0;
+  cn_ns *ns = m->ns;
+  cn_dir *parent = e->in_dir, *d;
+  cn_loop_yield(); /* and other requests go to another thread */
+  pthread_mutex_unlock(&M.lock);
+  int rc = fs_dir_load_apart(ns, e, &d);
+  pthread_mutex_lock(&M.lock);
+  if (rc < 0)
+    return rc;
+  fs_dir_attach(e, parent, d);
+  return 1;
+}
+
+/* Before a request that reads the directory ino stands for: loads it, if it belongs to a
+ * read-only namespace and is not loaded yet, without M.lock (load_dir_unlocked). Called
+ * and returns with it held. */
+static int load_dir_of(fuse_ino_t ino)
+{
+  int rc;
+  do {
+    inode *n = find_inode(ino);
+    if (!n || (n->kind != I_NSROOT && n->kind != I_ENTRY))
+      return 0;
+    rc = load_dir_unlocked(n->mns, n->entry);
+  } while (rc == 1);
+  return rc;
+}
+
 /* The directory an inode stands for, loaded; NULL with errno-style rc otherwise. */
 static int dir_of(inode *n, cn_dir **out)
 {
@@ -814,8 +858,11 @@ static int dir_of(inode *n, cn_dir **out)
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
   pthread_mutex_lock(&M.lock);
+  int loaded = load_dir_of(parent);
   inode *p = find_inode(parent);
-  if (!p) {
+  if (loaded < 0) {
+    fuse_reply_err(req, -loaded == EIO || -loaded == EBADMSG ? EIO : -loaded);
+  } else if (!p) {
     fuse_reply_err(req, ENOENT);
   } else if (strlen(name) > 255) {
     fuse_reply_err(req, ENAMETOOLONG);
@@ -1940,10 +1987,12 @@ typedef struct {
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
   pthread_mutex_lock(&M.lock);
+  int rc = load_dir_of(ino);
   inode *n = find_inode(ino);
   dir_handle *h = calloc(1, sizeof *h);
-  int rc = 0;
-  if (!n) {
+  if (rc < 0) {
+    /* replied below */
+  } else if (!n) {
     rc = -ENOENT;
   } else if (n->kind == I_ROOT) {
     attach_keyring();

@@ -239,13 +239,11 @@ static int append_entry(cn_ns *ns, cn_entry *e, void *ctx)
   return 0;
 }
 
-int fs_dir_load(cn_ns *ns, cn_entry *owner, cn_dir *parent)
+int fs_dir_load_apart(cn_ns *ns, const cn_entry *owner, cn_dir **out)
 {
-  if (owner->dir)
-    return 0;
   cn_dir *d = calloc(1, sizeof *d);
-  d->owner = owner;
-  d->parent = parent;
+  if (!d)
+    return -ENOMEM;
   if (owner->content.len == REF_BYTES) {
     int rc = fs_walk_dir_nodes(ns, owner->content.p, owner->content.p + CN_ID_BYTES, append_entry, d);
     if (rc < 0) {
@@ -253,11 +251,33 @@ int fs_dir_load(cn_ns *ns, cn_entry *owner, cn_dir *parent)
       return rc;
     }
   }
+  *out = d;
+  return 0;
+}
+
+void fs_dir_attach(cn_entry *owner, cn_dir *parent, cn_dir *d)
+{
+  if (owner->dir) {
+    dir_free(d);
+    return;
+  }
+  d->owner = owner;
+  d->parent = parent;
   for (size_t i = 0; i < d->n; i++)
     if (d->ents[i]->dir)
       d->ents[i]->dir->parent = d;
   owner->dir = d;
-  return 0;
+}
+
+int fs_dir_load(cn_ns *ns, cn_entry *owner, cn_dir *parent)
+{
+  if (owner->dir)
+    return 0;
+  cn_dir *d;
+  int rc = fs_dir_load_apart(ns, owner, &d);
+  if (rc == 0)
+    fs_dir_attach(owner, parent, d);
+  return rc;
 }
 
 /* ---- writing nodes ---- */

@@ -197,9 +197,12 @@ else
 fi
 
 # ---- a read waiting for silent peers does not stop the mount answering others ----
-# A and C, the only holders of a new file, are stopped (SIGSTOP: their connections stay
-# open and nothing answers) once D has its root. D's read of the file waits; D's mount
-# must still answer other requests meanwhile, and the read completes when they resume.
+# A and C, the only holders of a new file and directory, are stopped (SIGSTOP: their
+# connections stay open and nothing answers) once D has its root. D's read of the file and
+# ls of the directory wait; D's mount must still answer other requests meanwhile, and both
+# complete when they resume.
+mkdir -p "$SCRATCH/ma/site/quietdir/inner"; echo "in a quiet directory" > "$SCRATCH/ma/site/quietdir/f.txt"
+sync "$SCRATCH/ma/site/quietdir/f.txt"
 head -c 20000 /dev/urandom > "$SCRATCH/quiet.bin"
 cp "$SCRATCH/quiet.bin" "$SCRATCH/ma/site/quiet.bin"; sync "$SCRATCH/ma/site/quiet.bin"
 within 20 test -f "$SCRATCH/md/site/quiet.bin" || { not_ok "D never saw quiet.bin (A is at seq $(C a status site | awk 'NR == 1 {print $3}'))"
@@ -207,18 +210,29 @@ within 20 test -f "$SCRATCH/md/site/quiet.bin" || { not_ok "D never saw quiet.bi
 kill -STOP "$MOUNT_PID_a" "$SERVE_PID_c"
 head -c 100 "$SCRATCH/md/site/quiet.bin" > "$SCRATCH/quiet.head" 2>"$SCRATCH/quiet.err" &
 QUIET_READ=$!
+ls "$SCRATCH/md/site/quietdir" > "$SCRATCH/quietdir.ls" 2>&1 &
+QUIET_LS=$!
 sleep 1
 kill -0 "$QUIET_READ" 2>/dev/null && ok "D's read of a file only stopped peers hold waits" \
   || not_ok "D's read of quiet.bin did not wait (the case did not happen)"
+kill -0 "$QUIET_LS" 2>/dev/null && ok "... as does its ls of a directory they alone hold" \
+  || not_ok "D's ls of quietdir did not wait (the case did not happen): $(cat "$SCRATCH/quietdir.ls")"
 check "... while D's mount opens and reads another file" \
   timeout 5 grep -q "second small commit" "$SCRATCH/md/site/small.txt"
 expect_exit 2 "... and looks up a name" timeout 5 ls "$SCRATCH/md/site/absent-$RANDOM"
-kill -0 "$QUIET_READ" 2>/dev/null && ok "... all before the read ended" || not_ok "the read ended before the checks"
+[ "$(timeout 5 stat -c %h "$SCRATCH/md/site/quietdir")" = 1 ] \
+  && ok "... and stats the directory being fetched: link count 1, not counted yet" \
+  || not_ok "stat of quietdir while it is fetched: '$(timeout 5 stat -c %h "$SCRATCH/md/site/quietdir" 2>&1)'"
+kill -0 "$QUIET_READ" 2>/dev/null && kill -0 "$QUIET_LS" 2>/dev/null && ok "... all before the read and the ls ended" \
+  || not_ok "the read or the ls ended before the checks"
 kill -CONT "$MOUNT_PID_a" "$SERVE_PID_c"
-timeout 60 sh -c "while kill -0 $QUIET_READ 2>/dev/null; do sleep 0.1; done"
+timeout 60 sh -c "while kill -0 $QUIET_READ 2>/dev/null || kill -0 $QUIET_LS 2>/dev/null; do sleep 0.1; done"
 wait "$QUIET_READ" 2>/dev/null
 cmp -s "$SCRATCH/quiet.head" <(head -c 100 "$SCRATCH/quiet.bin") \
-  && ok "... which completes once the peers answer again" || not_ok "the read after SIGCONT: $(cat "$SCRATCH/quiet.err")"
+  && ok "... which complete once the peers answer again" || not_ok "the read after SIGCONT: $(cat "$SCRATCH/quiet.err")"
+wait "$QUIET_LS" 2>/dev/null
+[ "$(tr '\n' ' ' < "$SCRATCH/quietdir.ls")" = "f.txt inner " ] && ok "... the ls listing the directory" \
+  || not_ok "the ls after SIGCONT: $(cat "$SCRATCH/quietdir.ls")"
 
 for m in ma md me mf; do fusermount3 -u "$SCRATCH/$m" 2>/dev/null; done
 if grep -h "AddressSanitizer\|runtime error" "$SCRATCH"/*.log >/dev/null 2>&1; then
