@@ -49,10 +49,16 @@ void store_pack_torrent_name(const uint8_t ih[CN_ID_BYTES], char out[96]);
  * made, by the writer or by a host that holds every merged pack. Fails (without writing
  * anything) when a torrent or an object is missing here. */
 int store_pack_rebuild(cn_store *s, const uint8_t (*packs)[CN_ID_BYTES], size_t n, uint8_t ih[CN_ID_BYTES]);
-/* Links an already durable file at abspath into the store as chunk id after checking that
- * its bytes hash to id; 0 also when the chunk was already there. */
-int store_adopt_file(cn_store *s, const char *path, const uint8_t id[CN_ID_BYTES]);
-/* The same for many files at the cost of two syncfs calls in all. */
-int store_adopt_files(cn_store *s, const char *const *paths, const uint8_t (*ids)[CN_ID_BYTES], size_t n);
+/* Writes packs/<ih>.torrent again with every object's piece layer, when it lacks some (a
+ * torrent fetched by info-hash has none): kept from adoption, else hashed from the object,
+ * which the store must hold. Without layers libtorrent 2.0.8 verifies a piece only once
+ * peers send its hashes, and blamed good peers for bad data in `check --repair`. */
+int store_pack_add_layers(cn_store *s, const uint8_t ih[CN_ID_BYTES]);
+/* Links downloaded files (absolute paths) into the store as chunks ids after checking that
+ * their bytes hash to them, at the cost of two syncfs calls in all; a chunk already there
+ * counts as done. keep_layers: the objects' piece layers are kept for a pack that lacks
+ * them (store_pack_add_layers). */
+int store_adopt_files(cn_store *s, const char *const *paths, const uint8_t (*ids)[CN_ID_BYTES], size_t n,
+                      int keep_layers);
 
 #endif

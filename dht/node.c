@@ -59,6 +59,8 @@ typedef struct {
   int want_all;
   int at_home;      /* complete when added: seeds from the store, no link tree (load_pack) */
   int legacy;       /* its files have the paths of home format 2 (FORMAT §11.1): never at_home */
+  int lacks_layers; /* its torrent has no piece layer for some object (came by info-hash) */
+  int in_store;     /* every object adopted: sweeps skip it (sweep_pack) */
   pack_file *files; /* sorted by id */
   size_t n_files;
   pack_file **by_index;
@@ -239,7 +241,6 @@ typedef struct {
 
 static int load_file(int file, const char *path, uint64_t size, const uint8_t *layer, void *ctx)
 {
-  (void)layer;
   load_ctx *l = ctx;
   const char *base = strrchr(path, '/');
   base = base ? base + 1 : path;
@@ -254,6 +255,7 @@ static int load_file(int file, const char *path, uint64_t size, const uint8_t *l
   if ((!legacy && strcmp(path, now) != 0) || (p->n_files && legacy != p->legacy))
     return cn_fail(EBADMSG, "pack file %s is not at a chunk's path", path);
   p->legacy = legacy;
+  p->lacks_layers |= cn_piece_count(size) && !layer;
   p->files = realloc(p->files, (p->n_files + 1) * sizeof *p->files);
   if (!p->files)
     abort();
@@ -292,6 +294,8 @@ static ssize_t load_pack(cn_node *n, pack *p, int may_seed_from_store, uint8_t *
   p->by_index = NULL;
   p->n_files = 0;
   p->legacy = 0;
+  p->lacks_layers = 0;
+  p->in_store = 0;
   p->max_index = -1;
   load_ctx l = {p, 0};
   char err[256] = "";
@@ -430,8 +434,8 @@ static void queue_adoption(cn_node *n, const uint8_t ih[CN_ID_BYTES], const uint
 }
 
 /* Links downloaded files into the store, as one batch (store_adopt_files: two syncs for
- * the lot). Called without mu. */
-static void adopt_batch(cn_node *n, const adoption *batch, size_t k)
+ * the lot); a host's sweep keeps their piece layers. Called without mu. */
+static void adopt_batch(cn_node *n, const adoption *batch, size_t k, int keep_layers)
 {
   const char **paths = calloc(k ? k : 1, sizeof *paths);
   uint8_t (*ids)[CN_ID_BYTES] = calloc(k ? k : 1, CN_ID_BYTES);
@@ -445,7 +449,7 @@ static void adopt_batch(cn_node *n, const adoption *batch, size_t k)
     paths[m] = path;
     memcpy(ids[m++], batch[i].id, CN_ID_BYTES);
   }
-  if (m && store_adopt_files(n->s, paths, (const uint8_t(*)[CN_ID_BYTES])ids, m) < 0)
+  if (m && store_adopt_files(n->s, paths, (const uint8_t(*)[CN_ID_BYTES])ids, m, keep_layers) < 0)
     cn_log("%s", cn_err());
   for (size_t i = 0; i < m; i++)
     free((char *)paths[i]);
@@ -467,7 +471,7 @@ static void *adopt_queued(void *arg)
     n->to_adopt = NULL;
     n->n_to_adopt = n->cap_to_adopt = 0;
     pthread_mutex_unlock(&n->mu);
-    adopt_batch(n, batch, k);
+    adopt_batch(n, batch, k, 0);
     free(batch);
     pthread_mutex_lock(&n->mu);
     pthread_cond_broadcast(&n->cv);
@@ -482,29 +486,48 @@ static void *adopt_queued(void *arg)
  * for thousands of files), so readers and libtorrent's events are not held up. */
 static void sweep_pack(cn_node *n, pack *p)
 {
-  if (!p->added || p->max_index < 0)
+  if (!p->added || p->max_index < 0 || p->in_store)
     return;
   uint8_t *done = calloc((size_t)p->max_index + 1, 1);
   adoption *batch = calloc(p->n_files + 1, sizeof *batch);
-  size_t k = 0;
+  size_t k = 0, n_done = 0;
   if (done && batch && cn_lt_files_done(n->lt, p->ih, done, p->max_index + 1) == 0)
     for (size_t i = 0; i < p->n_files; i++) {
       char rel[80];
       store_chunk_relpath(p->files[i].id, rel);
+      n_done += done[p->files[i].file];
       if (!done[p->files[i].file] || faccessat(n->s->home_fd, rel, F_OK, 0) == 0)
         continue;
       memcpy(batch[k].ih, p->ih, CN_ID_BYTES);
       batch[k].legacy = p->legacy;
       memcpy(batch[k++].id, p->files[i].id, CN_ID_BYTES);
     }
+  free(done);
   if (k) {
+    int keep_layers = p->lacks_layers;
     pthread_mutex_unlock(&n->mu);
-    adopt_batch(n, batch, k);
+    adopt_batch(n, batch, k, keep_layers);
     pthread_mutex_lock(&n->mu);
     pthread_cond_broadcast(&n->cv);
   }
   free(batch);
-  free(done);
+  if (k || n_done < p->n_files)
+    return; /* what failed to adopt is tried again next time */
+  /* the store holds every object: nothing more to sweep, and a torrent that came without
+   * piece layers gets them, so that after a restart (or in `check --repair`) libtorrent
+   * checks each piece at once instead of waiting for peers' hashes (store_pack_add_layers) */
+  p->in_store = 1;
+  if (p->lacks_layers && !p->legacy) {
+    uint8_t ih[CN_ID_BYTES];
+    char hex[CN_HEX_ID_LEN + 1];
+    memcpy(ih, p->ih, CN_ID_BYTES);
+    pthread_mutex_unlock(&n->mu);
+    int rc = store_pack_add_layers(n->s, ih);
+    pthread_mutex_lock(&n->mu);
+    cn_hex(ih, CN_ID_BYTES, hex);
+    if (rc < 0)
+      cn_log("pack %.16s: cannot write its piece layers into its torrent: %s", hex, cn_err());
+  }
 }
 
 static int fetch(const uint8_t id[CN_ID_BYTES], int how, void *ctx)

@@ -201,6 +201,14 @@ static void list_clear(obj_list *l)
   l->n = 0;
 }
 
+static void list_free(obj_list *l)
+{
+  list_clear(l);
+  free(l->ids);
+  free(l->sizes);
+  free(l->layers);
+}
+
 static int count_object(const uint8_t id[CN_ID_BYTES], uint64_t size, const uint8_t *layer, void *ctx)
 {
   (void)id, (void)size, (void)layer;
@@ -208,7 +216,10 @@ static int count_object(const uint8_t id[CN_ID_BYTES], uint64_t size, const uint
   return 0;
 }
 
-static int write_pack(cn_store *s, obj_list *l, uint8_t ih[CN_ID_BYTES])
+/* Makes the pack of l's objects and writes its torrent, unless one by that info-hash is
+ * there already. same_as: the pack is made again (with piece layers) and must come out as
+ * that info-hash, whose torrent it replaces. */
+static int write_pack(cn_store *s, obj_list *l, const uint8_t *same_as, uint8_t ih[CN_ID_BYTES])
 {
   uint8_t *t;
   size_t len;
@@ -217,11 +228,15 @@ static int write_pack(cn_store *s, obj_list *l, uint8_t ih[CN_ID_BYTES])
                              l->n, &t, &len, ih, err, sizeof err);
   if (rc < 0)
     return cn_fail(-rc, "cannot make a pack: %s", err);
+  if (same_as && memcmp(same_as, ih, CN_ID_BYTES)) {
+    free(t); /* its objects at other paths (FORMAT §11.1) */
+    return cn_fail(EBADMSG, "the pack made again has another info-hash");
+  }
   char name[96];
   store_pack_torrent_name(ih, name);
   if (mkdirat(s->home_fd, "packs", 0700) < 0 && errno != EEXIST)
     rc = -errno;
-  if (!rc && faccessat(s->home_fd, name, F_OK, 0) < 0)
+  if (!rc && (same_as || faccessat(s->home_fd, name, F_OK, 0) < 0))
     rc = store_write_file_atomic(s->home_fd, name, t, len, 0600);
   free(t);
   return rc < 0 ? cn_fail(-rc, "cannot write %s: %s", name, strerror(-rc)) : 0;
@@ -296,17 +311,14 @@ int cn_store_pack_add(cn_store *s, cn_root_value *v, const uint8_t (*ids)[CN_ID_
   }
   uint8_t ih[CN_ID_BYTES];
   if (!rc && l.n)
-    rc = write_pack(s, &l, ih);
+    rc = write_pack(s, &l, NULL, ih);
   if (!rc && l.n) {
     if (v->n_packs == CN_PACKS_MAX) /* cannot happen: the merges above made room */
       rc = cn_fail(EOVERFLOW, "namespace has too many packs");
     else
       memcpy(v->packs[v->n_packs++], ih, CN_ID_BYTES);
   }
-  list_clear(&l);
-  free(l.ids);
-  free(l.sizes);
-  free(l.layers);
+  list_free(&l);
   return rc;
 }
 
@@ -317,11 +329,30 @@ int store_pack_rebuild(cn_store *s, const uint8_t (*packs)[CN_ID_BYTES], size_t 
   for (size_t i = 0; !rc && i < n; i++)
     rc = pack_foreach(s, packs[i], list_add, &l);
   if (!rc)
-    rc = write_pack(s, &l, ih);
-  list_clear(&l);
-  free(l.ids);
-  free(l.sizes);
-  free(l.layers);
+    rc = write_pack(s, &l, NULL, ih);
+  list_free(&l);
+  return rc;
+}
+
+static int count_missing_layer(const uint8_t id[CN_ID_BYTES], uint64_t size, const uint8_t *layer, void *ctx)
+{
+  (void)id;
+  *(size_t *)ctx += cn_piece_count(size) && !layer;
+  return 0;
+}
+
+int store_pack_add_layers(cn_store *s, const uint8_t ih[CN_ID_BYTES])
+{
+  size_t missing = 0;
+  int rc = pack_foreach(s, ih, count_missing_layer, &missing);
+  if (rc < 0 || !missing)
+    return rc;
+  obj_list l = {.s = s};
+  uint8_t made[CN_ID_BYTES];
+  rc = pack_foreach(s, ih, list_add, &l);
+  if (!rc)
+    rc = write_pack(s, &l, ih, made);
+  list_free(&l);
   return rc;
 }
 

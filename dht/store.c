@@ -803,27 +803,34 @@ void cn_store_set_root_listener(cn_store *s, cn_store_root_fn fn, void *ctx)
   s->on_root = fn;
 }
 
-int store_adopt_file(cn_store *s, const char *path, const uint8_t id[CN_ID_BYTES])
-{
-  return store_adopt_files(s, &path, (const uint8_t(*)[CN_ID_BYTES])id, 1);
-}
-
-/* Checks one downloaded file against its ID (0, or -EBADMSG / -errno). */
-static int check_download(const char *path, const uint8_t id[CN_ID_BYTES])
+/* Checks one downloaded file against its ID (0, or -EBADMSG / -errno). The same hashing
+ * gives the object's piece layer, kept when asked for a pack that lacks it
+ * (store_pack_add_layers). */
+static int check_download(cn_store *s, const char *path, const uint8_t id[CN_ID_BYTES], int keep_layer)
 {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return -errno;
   struct stat st;
-  uint8_t *buf = NULL;
+  uint8_t *buf = NULL, *layer = NULL;
   int rc = fstat(fd, &st) < 0 ? -errno : 0;
+  size_t layer_bytes = rc || !keep_layer ? 0 : (size_t)cn_piece_count((uint64_t)st.st_size) * 32;
   if (!rc && st.st_size > 0 && (buf = malloc((size_t)st.st_size)) &&
       pread(fd, buf, (size_t)st.st_size, 0) == st.st_size) {
     uint8_t actual[CN_ID_BYTES];
-    cn_chunk_id(buf, (size_t)st.st_size, actual);
+    if (layer_bytes && !(layer = malloc(layer_bytes)))
+      abort();
+    cn_chunk_id_pieces(buf, (size_t)st.st_size, actual, (uint8_t(*)[32])layer);
     rc = memcmp(actual, id, CN_ID_BYTES) ? -EBADMSG : 0;
   } else if (!rc) {
     rc = -EIO;
+  }
+  if (!rc && layer) {
+    pthread_mutex_lock(&s->lock);
+    layer_keep(s, id, layer, layer_bytes);
+    pthread_mutex_unlock(&s->lock);
+  } else {
+    free(layer);
   }
   free(buf);
   close(fd);
@@ -833,7 +840,8 @@ static int check_download(const char *path, const uint8_t id[CN_ID_BYTES])
 /* Like a flush (§7 of FORMAT.md): every file checked, one syncfs so their bytes are
  * durable, then the links, then another syncfs. Returns the first error; files that
  * passed are adopted even when another did not. */
-int store_adopt_files(cn_store *s, const char *const *paths, const uint8_t (*ids)[CN_ID_BYTES], size_t n)
+int store_adopt_files(cn_store *s, const char *const *paths, const uint8_t (*ids)[CN_ID_BYTES], size_t n,
+                      int keep_layers)
 {
   int first = 0;
   uint8_t *ok = calloc(n ? n : 1, 1);
@@ -843,7 +851,7 @@ int store_adopt_files(cn_store *s, const char *const *paths, const uint8_t (*ids
     store_chunk_relpath(ids[i], rel);
     if (faccessat(s->home_fd, rel, F_OK, 0) == 0)
       continue;
-    int rc = check_download(paths[i], ids[i]);
+    int rc = check_download(s, paths[i], ids[i], keep_layers);
     cn_hex(ids[i], CN_ID_BYTES, hex);
     if (rc == -EBADMSG)
       rc = cn_fail(EIO, "downloaded chunk %s does not hash to its name", hex);

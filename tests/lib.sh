@@ -56,6 +56,19 @@ summary() {
   [ "$FAILED" -eq 0 ]
 }
 
+# crash_reports LOG...: prints each fatal-signal report (tools/cairn.c) in the logs, its
+# frames inside cairn resolved against $CAIRN; fails when there is none.
+crash_reports() {
+  grep -q "cairn: fatal signal" "$@" 2>/dev/null || return 1
+  local line off
+  grep -h -A40 "cairn: fatal signal" "$@" | while IFS= read -r line; do
+    echo "    | $line"
+    off=$(printf '%s\n' "$line" | sed -n "s|^${CAIRN}(+\(0x[0-9a-f]*\)).*|\1|p")
+    [ -n "$off" ] && command -v addr2line >/dev/null && addr2line -f -i -e "$CAIRN" "$off" | paste -sd' ' | sed 's/^/    |     /'
+  done
+  return 0
+}
+
 # Flips one byte in the middle of a file, in place.
 flip_byte() {
   python3 - "$1" <<'PY'

@@ -522,4 +522,6 @@ if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$SCRATCH/daemon.log
 else
   ok "the daemon ran clean (no sanitizer reports)"
 fi
+if crash_reports "$SCRATCH/daemon.log"; then not_ok "the daemon died of a fatal signal (above)"
+else ok "the daemon did not die of a fatal signal"; fi
 summary

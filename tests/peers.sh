@@ -121,6 +121,19 @@ for n in a b c; do
     || not_ok "$n holds $held pack torrents, the root lists '$listed'"
 done
 
+# a pack fetched by info-hash comes without piece layers; a host writes them into its
+# torrent once it holds every object, as the writer's has them. Without them B's repair
+# below banned the good peers (libtorrent 2.0.8 then checks pieces against peers' hashes)
+layers_as_writer() {
+  local t
+  for t in "$(H a)"/packs/*.torrent; do
+    grep -q "12:piece layersd32:" "$t" || continue # a layer, not an empty dictionary
+    grep -q "12:piece layersd32:" "$(H "$1")/packs/${t##*/}" 2>/dev/null || return 1
+  done
+}
+within 10 layers_as_writer b && ok "B's pack torrents carry piece layers, as A's do" \
+  || not_ok "B's pack torrents lack piece layers A's have"
+
 # ---- a corrupt host: B's chunks have flipped bytes; E still reads correct data ----
 # Chunks of one 16 KiB block, of two blocks (one 32 KiB piece) and of several pieces.
 # libtorrent 2.0.8 crashed on the first two kinds (docs/PEERS.md, "Bad data"): after a
@@ -238,4 +251,6 @@ for m in ma md me mf; do fusermount3 -u "$SCRATCH/$m" 2>/dev/null; done
 if grep -h "AddressSanitizer\|runtime error" "$SCRATCH"/*.log >/dev/null 2>&1; then
   not_ok "a node's log shows a sanitizer report"; grep -h -A5 "AddressSanitizer\|runtime error" "$SCRATCH"/*.log | head -20
 else ok "no sanitizer report in any node's log"; fi
+if crash_reports "$SCRATCH"/*.log; then not_ok "a node died of a fatal signal (above)"
+else ok "no node died of a fatal signal"; fi
 summary

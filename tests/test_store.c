@@ -1,5 +1,7 @@
 /* Unit tests for dht/: the local chunk store and its index. */
 #include "dht/dht.h"
+#include "dht/internal.h" /* store_pack_add_layers: the same layer's internals */
+#include "dht/lt.h"
 #include "check_main.h"
 #include <dirent.h>
 #include <errno.h>
@@ -331,6 +333,75 @@ START_TEST(packs_append_new_objects_and_merge_older_ones)
 }
 END_TEST
 
+static int count_layers(int file, const char *path, uint64_t size, const uint8_t *layer, void *ctx)
+{
+  (void)file, (void)path, (void)size;
+  size_t *n = ctx;
+  n[0]++;
+  n[1] += layer != NULL;
+  return 0;
+}
+
+/* A pack torrent that came by info-hash carries no piece layers (metadata exchange sends
+ * only the info dictionary); once the store holds its objects it gets them back, under
+ * the same info-hash, so libtorrent can check each piece without asking peers. */
+START_TEST(pack_torrent_without_layers_gets_them_back)
+{
+  cn_store *s;
+  ck_assert_int_eq(cn_store_open(home, &s), 0);
+  uint8_t ids[3][32], big[100000], small[5000];
+  for (size_t i = 0; i < sizeof big; i++)
+    big[i] = (uint8_t)(i * 7 + i / 300);
+  memset(small, 9, sizeof small);
+  ck_assert_int_eq(cn_store_put(s, big, sizeof big, ids[0]), 0);
+  big[5] ^= 1;
+  ck_assert_int_eq(cn_store_put(s, big, 70000, ids[1]), 0);
+  ck_assert_int_eq(cn_store_put(s, small, sizeof small, ids[2]), 0);
+  ck_assert_int_eq(cn_store_flush(s), 0);
+  cn_root_value v;
+  memset(&v, 0, sizeof v);
+  ck_assert_int_eq(cn_store_pack_add(s, &v, (const uint8_t(*)[32])ids, 3, 1), 0);
+  ck_assert_uint_eq(v.n_packs, 1);
+
+  /* what the metadata exchange gives: "d4:info" + the info dictionary + "e" */
+  uint8_t *t, ih[32];
+  size_t len, n[2] = {0, 0};
+  ck_assert_int_eq(cn_store_pack_torrent(s, v.packs[0], &t, &len), 0);
+  const char *info = memmem(t, len, "4:infod", 7), *layers = memmem(t, len, "12:piece layers", 15);
+  ck_assert_ptr_nonnull(info);
+  ck_assert_ptr_nonnull(layers);
+  ck_assert(layers > info);
+  char path[4300];
+  snprintf(path, sizeof path, "%s/packs/", home);
+  size_t dir_len = strlen(path);
+  cn_hex(v.packs[0], 32, path + dir_len);
+  strcat(path, ".torrent");
+  FILE *f = fopen(path, "wb");
+  ck_assert_ptr_nonnull(f);
+  fputs("d4:info", f);
+  fwrite(info + 6, 1, (size_t)(layers - info - 6), f);
+  fputs("e", f);
+  fclose(f);
+  free(t);
+  ck_assert_int_eq(cn_store_pack_torrent(s, v.packs[0], &t, &len), 0);
+  ck_assert_int_eq(cn_lt_torrent_parse(t, len, ih, count_layers, n, NULL, 0), 0);
+  free(t);
+  ck_assert(!memcmp(ih, v.packs[0], 32));
+  ck_assert_uint_eq(n[0], 3);
+  ck_assert_uint_eq(n[1], 0); /* stripped */
+
+  ck_assert_int_eq(store_pack_add_layers(s, v.packs[0]), 0);
+  n[0] = n[1] = 0;
+  ck_assert_int_eq(cn_store_pack_torrent(s, v.packs[0], &t, &len), 0);
+  ck_assert_int_eq(cn_lt_torrent_parse(t, len, ih, count_layers, n, NULL, 0), 0);
+  free(t);
+  ck_assert(!memcmp(ih, v.packs[0], 32)); /* the same pack */
+  ck_assert_uint_eq(n[0], 3);
+  ck_assert_uint_eq(n[1], 2); /* both objects of several pieces */
+  cn_store_close(s);
+}
+END_TEST
+
 /* A writer's commits seconds apart (hosts may still be fetching the newest pack) append
  * without merging until the list is full, then merge only to make room; the first commit
  * with a settled newest pack merges as a binary counter again. */
@@ -483,6 +554,7 @@ int main(void)
   tcase_add_test(tc, foreach_visits_every_chunk);
   tcase_add_test(tc, packs_append_new_objects_and_merge_older_ones);
   tcase_add_test(tc, packs_not_merged_while_the_newest_is_unsettled);
+  tcase_add_test(tc, pack_torrent_without_layers_gets_them_back);
   tcase_add_test(tc, roots_verify_and_never_go_back);
   tcase_add_test(tc, listed_chunks_are_filtered_atomically_with_the_root);
   tcase_add_test(tc, namespace_lock_excludes_other_holders);
