@@ -1894,7 +1894,9 @@ static void usage(FILE *f)
 /* A fatal signal leaves a line and the stack in the log (frames inside cairn resolve with
  * addr2line -e against this binary): a mount that dies, dies far from a terminal, and
  * "Transport endpoint is not connected" says nothing of why. Only async-signal-safe calls,
- * besides backtrace, whose library is loaded beforehand. */
+ * besides backtrace, whose library is loaded beforehand. AddressSanitizer reports these
+ * signals itself, better: its builds leave them alone. */
+#if !defined(__SANITIZE_ADDRESS__)
 static void report_fatal_signal(int sig)
 {
   char line[64] = "cairn: fatal signal ";
@@ -1910,11 +1912,11 @@ static void report_fatal_signal(int sig)
   signal(sig, SIG_DFL);
   raise(sig);
 }
+#endif
 
 static void install_fatal_signal_report(void)
 {
 #if !defined(__SANITIZE_ADDRESS__)
-  /* AddressSanitizer reports these itself, better */
   void *warm[1];
   backtrace(warm, 1);
   static char alt_stack[64 * 1024]; /* the main thread's overflow still gets its report */
