@@ -113,7 +113,9 @@ int cn_store_pack_foreach(cn_store *s, const uint8_t ih[CN_ID_BYTES],
 
 /* When a chunk is not in the store, cn_store_get asks this hook (installed by a running
  * node) to fetch it from peers; 0 means it is stored now. how: CN_FETCH_WAIT, or
- * CN_FETCH_PREFETCH (start, do not wait). */
+ * CN_FETCH_PREFETCH (start, do not wait). Hooks are set and cleared (fn NULL) while other
+ * threads may be calling them; clearing keeps the old ctx, which must stay valid until
+ * the threads that could still be calling have stopped. */
 enum { CN_FETCH_WAIT, CN_FETCH_PREFETCH };
 typedef int (*cn_store_fetch_fn)(const uint8_t id[CN_ID_BYTES], int how, void *ctx);
 void cn_store_set_fetcher(cn_store *s, cn_store_fetch_fn fn, void *ctx);
@@ -121,7 +123,8 @@ void cn_store_set_fetcher(cn_store *s, cn_store_fetch_fn fn, void *ctx);
  * tmp/.corrupt.<hex>, its links under packs/ removed (they are the same inode), and the
  * read fails with ENOENT. A node started afterwards sees it missing and fetches it. */
 void cn_store_set_repair(cn_store *s, int on);
-/* Called after every root this store accepts (local commit or peer), outside locks. */
+/* Called after every root this store accepts (local commit or peer), outside locks; set
+ * and cleared as the fetcher is. */
 typedef void (*cn_store_root_fn)(const uint8_t pk[CN_PK_BYTES], uint64_t seq, void *ctx);
 void cn_store_set_root_listener(cn_store *s, cn_store_root_fn fn, void *ctx);
 

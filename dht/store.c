@@ -740,12 +740,21 @@ static int quarantine(cn_store *s, const uint8_t id[CN_ID_BYTES])
   return 0;
 }
 
+/* The node's callbacks are set and cleared while other threads call them: a callback is
+ * loaded once (acquire), after its context was stored (release), and clearing leaves the
+ * context, which its owner keeps valid until its own threads have stopped. */
+static cn_store_fetch_fn fetcher(cn_store *s)
+{
+  return __atomic_load_n(&s->fetch, __ATOMIC_ACQUIRE);
+}
+
 int cn_store_read(cn_store *s, const uint8_t id[CN_ID_BYTES], uint8_t **data, size_t *len)
 {
   int rc = read_chunk_file(s, id, data, len);
-  if (rc == -ENOENT && s->fetch) {
+  cn_store_fetch_fn fetch = rc == -ENOENT ? fetcher(s) : NULL;
+  if (fetch) {
     /* a failed fetch says why (no pack lists the chunk, no metadata, no peer in time) */
-    rc = s->fetch(id, CN_FETCH_WAIT, s->fetch_ctx);
+    rc = fetch(id, CN_FETCH_WAIT, s->fetch_ctx);
     rc = rc < 0 ? rc : read_chunk_file(s, id, data, len);
   }
   return rc;
@@ -784,8 +793,10 @@ void cn_store_prefetch(cn_store *s, const uint8_t id[CN_ID_BYTES])
   if (fd >= 0) {
     posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
     close(fd);
-  } else if (s->fetch) {
-    s->fetch(id, CN_FETCH_PREFETCH, s->fetch_ctx);
+  } else {
+    cn_store_fetch_fn fetch = fetcher(s);
+    if (fetch)
+      fetch(id, CN_FETCH_PREFETCH, s->fetch_ctx);
   }
 }
 
@@ -793,14 +804,16 @@ void cn_store_set_repair(cn_store *s, int on) { s->repair = on; }
 
 void cn_store_set_fetcher(cn_store *s, cn_store_fetch_fn fn, void *ctx)
 {
-  s->fetch_ctx = ctx;
-  s->fetch = fn;
+  if (fn)
+    s->fetch_ctx = ctx;
+  __atomic_store_n(&s->fetch, fn, __ATOMIC_RELEASE);
 }
 
 void cn_store_set_root_listener(cn_store *s, cn_store_root_fn fn, void *ctx)
 {
-  s->on_root_ctx = ctx;
-  s->on_root = fn;
+  if (fn)
+    s->on_root_ctx = ctx;
+  __atomic_store_n(&s->on_root, fn, __ATOMIC_RELEASE);
 }
 
 /* Checks one downloaded file against its ID (0, or -EBADMSG / -errno). The same hashing
@@ -1015,8 +1028,9 @@ int cn_store_root_put(cn_store *s, const uint8_t pk[CN_PK_BYTES], const cn_root 
     return cn_fail(ENOSPC, "index is full: %s", mdb_strerror(rc));
   if (rc)
     return cn_fail(EIO, "index: %s", mdb_strerror(rc));
-  if (s->on_root)
-    s->on_root(pk, root->seq, s->on_root_ctx);
+  cn_store_root_fn on_root = __atomic_load_n(&s->on_root, __ATOMIC_ACQUIRE);
+  if (on_root)
+    on_root(pk, root->seq, s->on_root_ctx);
   return 0;
 }
 

@@ -221,6 +221,14 @@ cp "$SCRATCH/quiet.bin" "$SCRATCH/ma/site/quiet.bin"; sync "$SCRATCH/ma/site/qui
 within 20 test -f "$SCRATCH/md/site/quiet.bin" || { not_ok "D never saw quiet.bin (A is at seq $(C a status site | awk 'NR == 1 {print $3}'))"
   grep -h "namespace\|root\|seq" "$SCRATCH/d.log" | tail -6 | sed 's/^/    | /'; }
 kill -STOP "$MOUNT_PID_a" "$SERVE_PID_c"
+# kill returns before every thread has stopped: one still in a system call stops after it
+all_stopped() {
+  local p t
+  for p in "$@"; do for t in /proc/"$p"/task/*/status; do
+    grep -q '^State:.*(stopped)' "$t" || return 1
+  done; done
+}
+within 5 all_stopped "$MOUNT_PID_a" "$SERVE_PID_c" || not_ok "A and C did not stop"
 head -c 100 "$SCRATCH/md/site/quiet.bin" > "$SCRATCH/quiet.head" 2>"$SCRATCH/quiet.err" &
 QUIET_READ=$!
 ls "$SCRATCH/md/site/quietdir" > "$SCRATCH/quietdir.ls" 2>&1 &
