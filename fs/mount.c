@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
@@ -77,6 +78,8 @@ typedef struct inode inode;
  * a read-only mount_ns opened at that commit. */
 enum inode_kind { I_ROOT, I_NSROOT, I_ENTRY, I_LINK, I_SNAPDIR };
 
+/* How long a new staging file waits for room past the staging budget (wait_staging_room). */
+#define STAGING_WAIT_S 10
 #define SNAPSHOTS_NAME ".snapshots"
 #define SNAPSHOT_NAME_MAX 48
 
@@ -91,12 +94,13 @@ struct inode {
   char *link_target; /* I_LINK */
   int staging_fd;    /* -1 when the file's chunks are current */
   int staging_on_disk; /* staging moved from memory to $CAIRN_HOME/tmp */
+  uint64_t staged_in_memory; /* this file's part of M.staging_memory */
   int dirty;         /* staging holds data not yet committed */
   uint64_t changed_lo, changed_hi; /* byte range changed since the entry's content was made */
   unsigned writers;   /* open handles that can write */
   int64_t dirty_since;
   cn_attr committed;  /* the attributes that go with the entry's committed content */
-  inode *next_dirty;
+  inode *next_dirty, *prev_dirty; /* in mns->dirty_files exactly while dirty */
   cn_extent *extents; /* chunk map of a clean file, built on first read */
   size_t n_extents;
   int have_extents;
@@ -157,6 +161,13 @@ static struct {
   int commit_early; /* a namespace has COMMIT_EARLY_BYTES sealed and uncommitted */
   inode *seal_queue, *seal_queue_tail; /* oldest first: a timer commit leaves queued files
                                           out, so none may wait behind newer ones */
+  /* Open staging files: each is a file descriptor, and those in memory hold the bytes
+   * copied into them until they are sealed. Past either budget (half the descriptor
+   * limit, an eighth of memory up to 1 GiB), a new one waits for sealing or a commit to
+   * let older ones go (wait_staging_room). */
+  unsigned staging_files, staging_budget;
+  uint64_t staging_memory, staging_memory_budget;
+  pthread_cond_t staging_freed;
   uint64_t read_clock;         /* orders cached chunks by last use */
   cn_node *node; /* the peer network, NULL when offline */
   cn_mount_hooks hooks;
@@ -344,12 +355,47 @@ static int reopen_sealed_end(inode *n)
   return 0;
 }
 
+/* Counts a file's staging in memory (its size: sealed bytes are punched out of it, but
+ * the larger files that seal ahead move to disk past MEM_STAGING_MAX anyway). */
+static void account_staging(inode *n)
+{
+  uint64_t now = n->staging_fd >= 0 && !n->staging_on_disk ? n->entry->attr.size : 0;
+  M.staging_memory += now - n->staged_in_memory;
+  n->staged_in_memory = now;
+}
+
 static void close_staging(inode *n)
 {
-  if (n->staging_fd >= 0)
+  if (n->staging_fd >= 0) {
     close(n->staging_fd);
+    n->staging_fd = -1;
+    account_staging(n);
+    M.staging_files--;
+    pthread_cond_broadcast(&M.staging_freed);
+  }
   n->staging_fd = -1;
   reset_sealed(n, 0);
+}
+
+static void dirty_push(inode *n)
+{
+  mount_ns *m = n->mns;
+  n->prev_dirty = NULL;
+  n->next_dirty = m->dirty_files;
+  if (m->dirty_files)
+    m->dirty_files->prev_dirty = n;
+  m->dirty_files = n;
+}
+
+static void dirty_unlink(inode *n)
+{
+  if (n->prev_dirty)
+    n->prev_dirty->next_dirty = n->next_dirty;
+  else
+    n->mns->dirty_files = n->next_dirty;
+  if (n->next_dirty)
+    n->next_dirty->prev_dirty = n->prev_dirty;
+  n->next_dirty = n->prev_dirty = NULL;
 }
 
 /* Frees an inode nobody needs any more: no lookups, no handles, nothing uncommitted. */
@@ -365,12 +411,8 @@ static void maybe_free(inode *n)
   while (*pp != n)
     pp = &(*pp)->next_hash;
   *pp = n->next_hash;
-  if (n->mns)
-    for (inode **d = &n->mns->dirty_files; *d; d = &(*d)->next_dirty)
-      if (*d == n) {
-        *d = n->next_dirty;
-        break;
-      }
+  if (n->dirty)
+    dirty_unlink(n);
   if (n->entry) {
     n->entry->inode = NULL;
     if (n->detached) {
@@ -976,11 +1018,39 @@ static void mark_file_dirty(inode *n, uint64_t lo, uint64_t hi)
   if (!n->dirty) {
     n->dirty = 1;
     n->dirty_since = fs_now_ns();
-    n->next_dirty = n->mns->dirty_files;
-    n->mns->dirty_files = n;
+    dirty_push(n);
   }
+  account_staging(n);
   if (n->entry->in_dir)
     fs_mark_dirty(n->mns->ns, n->entry->in_dir);
+}
+
+static int staging_full(void)
+{
+  return M.staging_files >= M.staging_budget || M.staging_memory >= M.staging_memory_budget;
+}
+
+/* Past the staging budgets, waits (releasing the lock) until sealing or a commit closes
+ * staging files, for up to STAGING_WAIT_S: a copy of many files then goes at the pace of
+ * sealing instead of failing with EMFILE or filling memory. Staging held by files still
+ * open for writing is let go by nothing, hence the bound; what follows may then fail
+ * with EMFILE. */
+static void wait_staging_room(void)
+{
+  if (!staging_full())
+    return;
+  struct timespec deadline;
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += STAGING_WAIT_S;
+  while (staging_full() && !M.stopping) {
+    if (!M.seal_queue && !M.commit_early) {
+      /* nothing is left to seal: closed files that were not appended to wait for a commit */
+      M.commit_early = 1;
+      pthread_cond_signal(&M.wake);
+    }
+    if (pthread_cond_timedwait(&M.staging_freed, &M.lock, &deadline) == ETIMEDOUT)
+      break;
+  }
 }
 
 /* Gives a file a staging copy; keep_bytes of the current content are copied into it. */
@@ -988,6 +1058,9 @@ static int ensure_staging(inode *n, uint64_t keep_bytes)
 {
   if (n->staging_fd >= 0)
     return 0;
+  wait_staging_room();
+  if (n->staging_fd >= 0)
+    return 0; /* another request made it meanwhile */
   int on_disk = n->entry->attr.size > MEM_STAGING_MAX;
   int fd;
   if (on_disk) {
@@ -1012,7 +1085,9 @@ static int ensure_staging(inode *n, uint64_t keep_bytes)
     return rc;
   }
   n->staging_fd = fd;
+  M.staging_files++;
   n->staging_on_disk = on_disk;
+  account_staging(n);
   reset_sealed(n, keep_bytes == 0 || n->entry->attr.size == 0);
   n->changed_lo = UINT64_MAX;
   n->changed_hi = 0;
@@ -1056,6 +1131,7 @@ static int staging_room(inode *n, uint64_t end)
   close(n->staging_fd);
   n->staging_fd = fd;
   n->staging_on_disk = 1;
+  account_staging(n);
   return 0;
 }
 
@@ -1252,8 +1328,10 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
   if (!rc) {
     w = pwrite(n->staging_fd, data, size, off);
     if (w < 0)
-      rc = -errno;
+      rc = cn_fail(errno, "cannot write the staging file: %s", strerror(errno));
   }
+  if (rc < 0 && rc != -EISDIR && rc != -EROFS)
+    cn_log("write to '%s' failed: %s", n->entry->name, cn_err());
   if (!rc) {
     cn_attr *a = &n->entry->attr;
     if ((uint64_t)off + (uint64_t)w > a->size)
@@ -1277,6 +1355,49 @@ static void wait_stored(mount_ns *m)
 {
   while (m->storing)
     pthread_cond_wait(&M.commit_stored, &M.lock);
+}
+
+/* A file's staged bytes become its entry's content (re-chunked around what changed, or
+ * taken from what was sealed ahead) and its directory is marked for the next commit; the
+ * file is clean again, and its staging goes once no handle is open. Under M.lock; the
+ * caller frees the inode if nothing else needs it (maybe_free). */
+static int take_staged(inode *n)
+{
+  cn_buf content = {0};
+  int rc = fs_file_rewrite(n->mns->ns, n->staging_fd, n->entry->attr.size, n->entry, n->changed_lo,
+                           n->changed_hi, n->sealed, n->n_sealed, n->sealed_end, &content);
+  if (rc < 0) {
+    cn_buf_free(&content);
+    return rc;
+  }
+  cn_buf_free(&n->entry->content);
+  n->entry->content = content;
+  n->changed_lo = UINT64_MAX;
+  n->changed_hi = 0;
+  n->committed = n->entry->attr;
+  if (n->entry->in_dir)
+    fs_mark_dirty(n->mns->ns, n->entry->in_dir);
+  dirty_unlink(n);
+  n->dirty = 0;
+  drop_read_state(n);
+  if (!n->opens)
+    close_staging(n);
+  return 0;
+}
+
+/* A closed file whose bytes all sit in sealed chunks, or that is small enough to live in
+ * its entry, takes its content now, as the next commit would, so it holds no staging
+ * file meanwhile: a copy of thousands of files used to keep one open staging file per
+ * copied file until the next commit, and failed with EMFILE under the usual soft limit of
+ * 1024 descriptors. A failure is left for the commit to meet and report. */
+static void take_closed(inode *n)
+{
+  if (!n->dirty || n->detached || n->writers || n->sealing || n->seal_queued || n->staging_fd < 0)
+    return;
+  uint64_t size = n->entry->attr.size;
+  if (size > INLINE_MAX && !(n->sealed_to_end && n->sealed_end == size))
+    return;
+  take_staged(n);
 }
 
 /* Re-chunks every file with staged data, then commits the namespace. Caller holds lock;
@@ -1309,53 +1430,30 @@ static int commit_ns(mount_ns *m, int all)
   }
   m->sealed_since_commit = 0;
   int64_t now = fs_now_ns();
-  inode **pp = &m->dirty_files;
-  inode *deferred = NULL;
-  while (*pp) {
-    inode *n = *pp;
+  for (inode *n = m->dirty_files, *next; n && rc == 0; n = next) {
+    next = n->next_dirty;
     if (n->detached) { /* unlinked before it was ever committed: nothing to keep */
-      *pp = n->next_dirty;
+      dirty_unlink(n);
       n->dirty = 0;
       maybe_free(n);
-      continue;
-    }
-    if (!all && ((n->writers && now - n->dirty_since < WRITER_GRACE_NS) || n->sealing || n->seal_queued)) {
-      *pp = n->next_dirty;
-      n->next_dirty = deferred;
-      deferred = n;
-      continue;
-    }
-    cn_buf content = {0};
-    rc = fs_file_rewrite(m->ns, n->staging_fd, n->entry->attr.size, n->entry, n->changed_lo,
-                         n->changed_hi, n->sealed, n->n_sealed, n->sealed_end, &content);
-    if (rc < 0) {
-      cn_buf_free(&content);
-      break;
-    }
-    cn_buf_free(&n->entry->content);
-    n->entry->content = content;
-    n->changed_lo = UINT64_MAX;
-    n->changed_hi = 0;
-    n->committed = n->entry->attr;
-    if (n->entry->in_dir)
-      fs_mark_dirty(m->ns, n->entry->in_dir);
-    *pp = n->next_dirty;
-    n->dirty = 0;
-    drop_read_state(n);
-    if (!n->opens) {
-      close_staging(n);
+    } else if (all || !((n->writers && now - n->dirty_since < WRITER_GRACE_NS) || n->sealing ||
+                        n->seal_queued)) {
+      rc = take_staged(n);
       maybe_free(n);
     }
   }
-  /* deferred files go into this commit as they last were committed, and stay dirty */
+  /* the files still listed were deferred: they go into this commit as they last were
+   * committed, and stay dirty */
   cn_attr *live = NULL;
   size_t n_deferred = 0;
-  for (inode *n = deferred; n; n = n->next_dirty)
+  for (inode *n = m->dirty_files; n; n = n->next_dirty)
     n_deferred++;
   if (n_deferred) {
     live = malloc(n_deferred * sizeof *live);
+    if (!live)
+      abort();
     size_t i = 0;
-    for (inode *n = deferred; n; n = n->next_dirty, i++) {
+    for (inode *n = m->dirty_files; n; n = n->next_dirty, i++) {
       live[i] = n->entry->attr;
       n->entry->attr.size = n->committed.size;
       n->entry->attr.mtime_ns = n->committed.mtime_ns;
@@ -1365,14 +1463,9 @@ static int commit_ns(mount_ns *m, int all)
   if (!rc && m->ns->dirty)
     rc = cn_ns_commit_begin(m->ns, &c);
   size_t i = 0;
-  while (deferred) {
-    inode *n = deferred;
-    deferred = n->next_dirty;
+  for (inode *n = m->dirty_files; n && i < n_deferred; n = n->next_dirty, i++) {
     n->entry->attr.size = live[i].size;
     n->entry->attr.mtime_ns = live[i].mtime_ns;
-    i++;
-    n->next_dirty = m->dirty_files; /* its directory is marked again when it is committed */
-    m->dirty_files = n;
   }
   free(live);
   if (c) {
@@ -1548,6 +1641,7 @@ static void *seal_ahead(void *arg)
     }
     free(refs);
     queue_sealing(n);
+    take_closed(n);
     maybe_free(n); /* it may have been let go while its job ran */
   }
   pthread_mutex_unlock(&M.lock);
@@ -1968,8 +2062,10 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     commit_ns(n->mns, 1);
   if (n && n->opens) {
     n->opens--;
-    if ((fi->flags & O_ACCMODE) != O_RDONLY && n->writers && !--n->writers)
+    if ((fi->flags & O_ACCMODE) != O_RDONLY && n->writers && !--n->writers) {
       queue_sealing(n);
+      take_closed(n);
+    }
     if (!n->opens && !n->dirty && n->staging_fd >= 0)
       close_staging(n);
     maybe_free(n);
@@ -2182,7 +2278,7 @@ static int cap_xattr(inode *n, char *out, size_t size)
   char str[CN_CAP_STR_MAX];
   const cn_entry *e = n->entry;
   /* what the cap must name is not stored yet (pending cap objects alone do not count) */
-  int stale = e->attr.type == CN_FILE ? n->dirty :
+  int stale = e->attr.type == CN_FILE ? n->dirty || (e->in_dir && e->in_dir->dirty) :
               (e->dir && e->dir->dirty) || e->content.len != REF_BYTES || m->dirty_files;
   if (writer == m && stale) {
     rc = commit_ns(m, 1);
@@ -2644,6 +2740,17 @@ int cn_mount(const char *home, const cn_mount_opts *opts)
   pthread_cond_init(&M.seal_work, NULL);
   pthread_cond_init(&M.seal_idle, NULL);
   pthread_cond_init(&M.commit_stored, NULL);
+  pthread_cond_init(&M.staging_freed, NULL);
+  struct rlimit files;
+  M.staging_budget = getrlimit(RLIMIT_NOFILE, &files) < 0 ? 512
+                     : files.rlim_cur == RLIM_INFINITY || files.rlim_cur > (1u << 20) ? 1u << 19
+                     : (unsigned)files.rlim_cur / 2;
+  if (M.staging_budget < 16)
+    M.staging_budget = 16;
+  long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGESIZE);
+  M.staging_memory_budget = pages > 0 && page_size > 0 ? (uint64_t)pages * (uint64_t)page_size / 8 : 0;
+  if (M.staging_memory_budget == 0 || M.staging_memory_budget > (1ull << 30))
+    M.staging_memory_budget = 1ull << 30;
   M.home = strdup(home);
   M.next_ino = FUSE_ROOT_ID + 1;
   M.root.ino = FUSE_ROOT_ID;

@@ -28,6 +28,26 @@ C get site:/before-umount 2>/dev/null | cmp -s - "$SCRATCH/before-umount" \
   && ok "... with everything written committed" || not_ok "data written before umount is not committed"
 C rm site:/before-umount
 
+# ---- thousands of files copied under a low descriptor limit ----
+# A copied file's staging is a file descriptor until the file is sealed or committed;
+# with a hard limit of 256 the copy must wait for sealing, never fail with EMFILE.
+MANY="$SCRATCH/many"
+python3 - "$MANY" <<'PY'
+import os, random, sys
+rng = random.Random(7)
+for d in range(10):
+    os.makedirs(f"{sys.argv[1]}/d{d}")
+    for i in range(150):
+        size = 200 if i % 3 == 0 else 3000 + rng.randrange(5000)  # in entries, and chunked
+        open(f"{sys.argv[1]}/d{d}/f{i}", "wb").write(rng.randbytes(size))
+PY
+check "a mount with a hard limit of 256 open files" sh -c "ulimit -n 256 && \"$CAIRN\" mount '$M' && mountpoint -q '$M'"
+check "... takes a cp -r of 1500 files" cp -r "$MANY" "$M/site/many"
+check "... which diff -r finds identical" diff -r "$MANY" "$M/site/many"
+! grep -q "Too many open files" "$CAIRN_HOME/cairn.log" && ok "... with no descriptor run out" || not_ok "$(grep -m1 "Too many open files" "$CAIRN_HOME/cairn.log")"
+check "... and unmounts" C umount "$M"
+C rm -r site:/many
+
 mount_fg "$M" || { summary; exit 1; }
 S="$M/site"
 ra="/sys/class/bdi/$(mountpoint -d "$M")/read_ahead_kb"

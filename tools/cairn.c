@@ -18,6 +18,7 @@
 #include <string.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1933,6 +1934,18 @@ static void install_fatal_signal_report(void)
 #endif
 }
 
+/* The soft limit on open files is often 1024 while the hard limit is far higher. A node
+ * holds a descriptor per staged file (until it is sealed or committed), per peer
+ * connection and per pack file libtorrent has open, so it takes what it is allowed. */
+static void raise_open_file_limit(void)
+{
+  struct rlimit files;
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
+}
+
 int main(int argc, char **argv)
 {
   install_fatal_signal_report();
@@ -1942,6 +1955,7 @@ int main(int argc, char **argv)
       return 70;
     return cn_compute_worker_main(argc, argv);
   }
+  raise_open_file_limit();
   /* --home may appear anywhere before the command's own arguments end */
   int out = 1;
   for (int i = 1; i < argc; i++) {
