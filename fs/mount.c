@@ -78,6 +78,9 @@ typedef struct inode inode;
  * a read-only mount_ns opened at that commit. */
 enum inode_kind { I_ROOT, I_NSROOT, I_ENTRY, I_LINK, I_SNAPDIR };
 
+/* Room kept free on the store's disk for a commit's own objects (tree nodes, the pack
+ * torrent, the root): writes that would eat into it get ENOSPC (room_on_disk). */
+#define STORE_RESERVE_BYTES (4u << 20)
 /* How long a new staging file waits for room past the staging budget (wait_staging_room). */
 #define STAGING_WAIT_S 10
 #define SNAPSHOTS_NAME ".snapshots"
@@ -167,6 +170,7 @@ static struct {
    * let older ones go (wait_staging_room). */
   unsigned staging_files, staging_budget;
   uint64_t staging_memory, staging_memory_budget;
+  int disk_full_logged; /* room_on_disk said so once: quiet until there is room again */
   pthread_cond_t staging_freed;
   uint64_t read_clock;         /* orders cached chunks by last use */
   cn_node *node; /* the peer network, NULL when offline */
@@ -1310,6 +1314,29 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
   free(fresh);
 }
 
+/* Data staged in memory reaches the disk only when it is sealed: a write that would leave
+ * the disk holding $CAIRN_HOME without room for it (and STORE_RESERVE_BYTES for the
+ * commit's own objects) gets ENOSPC now, as on a file system that allocates at write
+ * time, rather than being accepted and failing every commit after it. */
+static int room_on_disk(size_t size)
+{
+  struct statvfs st;
+  if (statvfs(M.home, &st) < 0)
+    return 0; /* cannot tell: the commit reports a full disk */
+  uint64_t free_bytes = (uint64_t)st.f_bavail * st.f_frsize;
+  uint64_t need = M.staging_memory + size + STORE_RESERVE_BYTES;
+  if (free_bytes >= need) {
+    M.disk_full_logged = 0;
+    return 0;
+  }
+  if (!M.disk_full_logged)
+    cn_log("writes refused (ENOSPC): %s has %llu KiB free, %llu KiB are staged in memory and "
+           "the store keeps %u KiB for commits", M.home, (unsigned long long)(free_bytes >> 10),
+           (unsigned long long)(M.staging_memory >> 10), STORE_RESERVE_BYTES >> 10);
+  M.disk_full_logged = 1;
+  return cn_fail(ENOSPC, "no room left in %s for staged data", M.home);
+}
+
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t off,
                      struct fuse_file_info *fi)
 {
@@ -1320,6 +1347,8 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
     rc = ensure_staging(n, n->entry->attr.size);
   if (!rc)
     rc = staging_room(n, (uint64_t)off + size);
+  if (!rc && (uint64_t)off + size > n->entry->attr.size)
+    rc = room_on_disk(size);
   ssize_t w = 0;
   if (!rc && n->append_only && (uint64_t)off != n->entry->attr.size)
     rc = unseal(n, n->sealed_end, 0);
@@ -1330,7 +1359,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
     if (w < 0)
       rc = cn_fail(errno, "cannot write the staging file: %s", strerror(errno));
   }
-  if (rc < 0 && rc != -EISDIR && rc != -EROFS)
+  if (rc < 0 && rc != -EISDIR && rc != -EROFS && !(rc == -ENOSPC && M.disk_full_logged))
     cn_log("write to '%s' failed: %s", n->entry->name, cn_err());
   if (!rc) {
     cn_attr *a = &n->entry->attr;
@@ -1653,8 +1682,10 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
   pthread_mutex_lock(&M.lock);
   inode *n = find_inode(ino);
   int rc = 0;
-  if (n && n->mns && n->mns->ns->key.access == CN_ACCESS_WRITE &&
-      (n->mns->dirty_files || n->mns->ns->dirty))
+  if (n && n->kind == I_ROOT) /* the mount root: every namespace (cairn umount asks first) */
+    rc = commit_all(1);
+  else if (n && n->mns && n->mns->ns->key.access == CN_ACCESS_WRITE &&
+           (n->mns->dirty_files || n->mns->ns->dirty))
     rc = commit_ns(n->mns, 1);
   pthread_mutex_unlock(&M.lock);
   fuse_reply_err(req, rc < 0 ? (-rc == ENOSPC ? ENOSPC : EIO) : 0);

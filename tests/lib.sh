@@ -14,6 +14,7 @@ cleanup() {
   for m in $MOUNTS; do fusermount3 -u -z "$m" 2>/dev/null; done
   for p in $BG_PIDS; do kill -9 "$p" 2>/dev/null; done
   for m in $MOUNTS; do fusermount3 -u -z "$m" 2>/dev/null; done
+  eval "${AT_EXIT:-}" # what a test set up beyond mounts and processes (a tmpfs, say)
   [ -n "${CAIRN_TEST_KEEP:-}" ] && echo "kept $SCRATCH" || rm -rf "$SCRATCH"
   if [ "$SUMMARY_DONE" = 0 ]; then
     # a script that stops early must not pass for one that ran every check

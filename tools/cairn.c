@@ -1103,6 +1103,18 @@ static int cmd_umount(int argc, char **argv)
     if (f)
       fclose(f);
   }
+  /* Commit first (an fsync of the mount root commits every namespace): if that fails, a
+   * full disk say, unmounting would drop what is not committed, so nothing is unmounted. */
+  int root = daemon_pid > 0 ? open(argv[1], O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+  if (root >= 0) {
+    int rc = fsync(root) < 0 ? errno : 0;
+    close(root);
+    if (rc)
+      return fail(EXIT_FAIL,
+                  "%s is still mounted: its changes cannot be committed (%s; the log says more: %s/cairn.log). "
+                  "Make room and run cairn umount again; fusermount3 -u %s unmounts and drops what is not committed",
+                  argv[1], strerror(rc), home, argv[1]);
+  }
   pid_t child = fork();
   if (child == 0) {
     /* fusermount3 works for the mounting user and for root alike */
