@@ -7,9 +7,9 @@
 export CAIRN_HOME="$SCRATCH/home"
 mkdir -p "$CAIRN_HOME"
 if ! mount -t tmpfs -o size=48m tmpfs "$CAIRN_HOME" 2>/dev/null; then
-  ok "# skip: mounting a tmpfs needs root"
-  summary
-  exit 0
+  echo "SKIP: cannot mount a tmpfs for the home (that needs root)"
+  SUMMARY_DONE=1
+  exit 77 # counted as skipped by the test driver, not as passed
 fi
 AT_EXIT="umount -l '$CAIRN_HOME' 2>/dev/null"
 C() { "$CAIRN" "$@"; }
