@@ -25,6 +25,7 @@ typedef struct {
   cn_dir *dir;    /* loaded child directory, dirs only */
   cn_dir *in_dir; /* the directory holding this entry; NULL for a root or a detached entry */
   void *inode;    /* the mount's inode for this entry, if it has one (fs/mount.c) */
+  uint64_t taken_at; /* fs/mount.c: the commit of its namespace its new content waits for */
 } cn_entry;
 
 struct cn_dir {

@@ -83,6 +83,7 @@ enum inode_kind { I_ROOT, I_NSROOT, I_ENTRY, I_LINK, I_SNAPDIR };
 #define STORE_RESERVE_BYTES (4u << 20)
 /* How long a new staging file waits for room past the staging budget (wait_staging_room). */
 #define STAGING_WAIT_S 10
+#define MAX_STAGING_WAITERS 8
 #define SNAPSHOTS_NAME ".snapshots"
 #define SNAPSHOT_NAME_MAX 48
 
@@ -131,6 +132,8 @@ struct mount_ns {
   char id[CN_NSID_LEN + 1];
   inode *root;
   inode *dirty_files;
+  uint64_t begun;    /* commits begun in this mount, plus one: see cn_entry.taken_at */
+  int commit_failed; /* the last commit failed: what it held is not durable */
   inode *snapdir;      /* .snapshots, once looked up */
   mount_ns *snapshots; /* opened snapshots (read-only), kept until unmount */
   cn_ns *retired;      /* trees replaced by newer remote commits: inodes may still point
@@ -168,7 +171,7 @@ static struct {
    * copied into them until they are sealed. Past either budget (half the descriptor
    * limit, an eighth of memory up to 1 GiB), a new one waits for sealing or a commit to
    * let older ones go (wait_staging_room). */
-  unsigned staging_files, staging_budget;
+  unsigned staging_files, staging_budget, staging_waiters;
   uint64_t staging_memory, staging_memory_budget;
   int disk_full_logged; /* room_on_disk said so once: quiet until there is room again */
   pthread_cond_t staging_freed;
@@ -229,6 +232,19 @@ static void drop_read_state(inode *n)
   }
 }
 
+/* Counts the bytes a file holds in memory staging and nowhere else: not those sealed
+ * (punched out of it), nor any once its content is taken (a reader may keep it open). */
+static void account_staging(inode *n)
+{
+  uint64_t now = 0;
+  if (n->staging_fd >= 0 && !n->staging_on_disk && n->dirty && n->entry->attr.size > n->sealed_end)
+    now = n->entry->attr.size - n->sealed_end;
+  M.staging_memory += now - n->staged_in_memory;
+  if (now < n->staged_in_memory)
+    pthread_cond_broadcast(&M.staging_freed);
+  n->staged_in_memory = now;
+}
+
 /* Forgets what was sealed ahead (a job running now finds seal_gen changed and drops its
  * result); append_only says whether sealing ahead may start again from 0. */
 static void reset_sealed(inode *n, int append_only)
@@ -241,6 +257,7 @@ static void reset_sealed(inode *n, int append_only)
   n->sealed_to_end = 0;
   n->seal_failed = 0;
   n->append_only = append_only;
+  account_staging(n); /* unsealed bytes are back in staging */
   if (n->seal_queued)
     for (inode **q = &M.seal_queue, *prev = NULL; *q; prev = *q, q = &(*q)->next_seal)
       if (*q == n) {
@@ -357,15 +374,6 @@ static int reopen_sealed_end(inode *n)
   n->sealed_end -= last;
   n->sealed_to_end = 0;
   return 0;
-}
-
-/* Counts a file's staging in memory (its size: sealed bytes are punched out of it, but
- * the larger files that seal ahead move to disk past MEM_STAGING_MAX anyway). */
-static void account_staging(inode *n)
-{
-  uint64_t now = n->staging_fd >= 0 && !n->staging_on_disk ? n->entry->attr.size : 0;
-  M.staging_memory += now - n->staged_in_memory;
-  n->staged_in_memory = now;
 }
 
 static void close_staging(inode *n)
@@ -629,7 +637,10 @@ static int attach_ns(const cn_nskey *key, mount_ns **out)
     return rc;
   }
   m = calloc(1, sizeof *m);
+  if (!m)
+    abort();
   m->ns = ns;
+  m->begun = 1; /* never 0, which every entry not taken in this mount has */
   cn_nsid(key->pk, m->id);
   m->root = new_inode(I_NSROOT, m);
   m->root->entry = &ns->root;
@@ -713,6 +724,7 @@ static void lookup_object_cap(fuse_req_t req, const cn_cap *cap)
     if (!m)
       abort();
     m->ns = ns;
+    m->begun = 1;
     snprintf(m->id, sizeof m->id, "%s-cap", cn_cap_kind_name(cap->kind)); /* for log lines */
     m->root = new_inode(I_NSROOT, m);
     m->root->entry = &ns->root;
@@ -1029,9 +1041,10 @@ static void mark_file_dirty(inode *n, uint64_t lo, uint64_t hi)
     fs_mark_dirty(n->mns->ns, n->entry->in_dir);
 }
 
-static int staging_full(void)
+static int staging_full(int on_disk)
 {
-  return M.staging_files >= M.staging_budget || M.staging_memory >= M.staging_memory_budget;
+  return M.staging_files >= M.staging_budget ||
+         (!on_disk && M.staging_memory >= M.staging_memory_budget);
 }
 
 /* Past the staging budgets, waits (releasing the lock) until sealing or a commit closes
@@ -1039,14 +1052,17 @@ static int staging_full(void)
  * sealing instead of failing with EMFILE or filling memory. Staging held by files still
  * open for writing is let go by nothing, hence the bound; what follows may then fail
  * with EMFILE. */
-static void wait_staging_room(void)
+static void wait_staging_room(int on_disk)
 {
-  if (!staging_full())
+  /* the request threads are few (fs/loop.c): leave some free for the releases and
+   * commits that make room */
+  if (!staging_full(on_disk) || M.staging_waiters >= MAX_STAGING_WAITERS)
     return;
+  M.staging_waiters++;
   struct timespec deadline;
   clock_gettime(CLOCK_REALTIME, &deadline);
   deadline.tv_sec += STAGING_WAIT_S;
-  while (staging_full() && !M.stopping) {
+  while (staging_full(on_disk) && !M.stopping) {
     if (!M.seal_queue && !M.commit_early) {
       /* nothing is left to seal: closed files that were not appended to wait for a commit */
       M.commit_early = 1;
@@ -1055,6 +1071,7 @@ static void wait_staging_room(void)
     if (pthread_cond_timedwait(&M.staging_freed, &M.lock, &deadline) == ETIMEDOUT)
       break;
   }
+  M.staging_waiters--;
 }
 
 /* Gives a file a staging copy; keep_bytes of the current content are copied into it. */
@@ -1062,7 +1079,7 @@ static int ensure_staging(inode *n, uint64_t keep_bytes)
 {
   if (n->staging_fd >= 0)
     return 0;
-  wait_staging_room();
+  wait_staging_room(n->entry->attr.size > MEM_STAGING_MAX);
   if (n->staging_fd >= 0)
     return 0; /* another request made it meanwhile */
   int on_disk = n->entry->attr.size > MEM_STAGING_MAX;
@@ -1401,6 +1418,7 @@ static int take_staged(inode *n)
   }
   cn_buf_free(&n->entry->content);
   n->entry->content = content;
+  n->entry->taken_at = n->mns->begun;
   n->changed_lo = UINT64_MAX;
   n->changed_hi = 0;
   n->committed = n->entry->attr;
@@ -1408,6 +1426,7 @@ static int take_staged(inode *n)
     fs_mark_dirty(n->mns->ns, n->entry->in_dir);
   dirty_unlink(n);
   n->dirty = 0;
+  account_staging(n);
   drop_read_state(n);
   if (!n->opens)
     close_staging(n);
@@ -1491,6 +1510,8 @@ static int commit_ns(mount_ns *m, int all)
   cn_commit *c = NULL;
   if (!rc && m->ns->dirty)
     rc = cn_ns_commit_begin(m->ns, &c);
+  if (c)
+    m->begun++; /* content taken from now on waits for the next commit */
   size_t i = 0;
   for (inode *n = m->dirty_files; n && i < n_deferred; n = n->next_dirty, i++) {
     n->entry->attr.size = live[i].size;
@@ -1508,6 +1529,7 @@ static int commit_ns(mount_ns *m, int all)
     if (!rc && M.hooks.committed)
       M.hooks.committed(M.hooks.ctx, &m->ns->key, cn_ns_seq(m->ns));
   }
+  m->commit_failed = rc < 0;
   if (rc < 0)
     cn_log("commit of namespace %s failed, changes are kept in memory: %s", m->id, cn_err());
   return rc;
@@ -1656,6 +1678,7 @@ static void *seal_ahead(void *arg)
       n->n_sealed += n_refs;
       punch_sealed(n, n->sealed_end, cut_end);
       n->sealed_end = cut_end;
+      account_staging(n);
       n->sealed_to_end = to_end;
       n->mns->sealed_since_commit += cut_end - from;
       if (n->mns->sealed_since_commit >= COMMIT_EARLY_BYTES && !M.commit_early && M.node) {
@@ -2309,7 +2332,7 @@ static int cap_xattr(inode *n, char *out, size_t size)
   char str[CN_CAP_STR_MAX];
   const cn_entry *e = n->entry;
   /* what the cap must name is not stored yet (pending cap objects alone do not count) */
-  int stale = e->attr.type == CN_FILE ? n->dirty || (e->in_dir && e->in_dir->dirty) :
+  int stale = e->attr.type == CN_FILE ? n->dirty || e->taken_at == m->begun || m->storing || m->commit_failed :
               (e->dir && e->dir->dirty) || e->content.len != REF_BYTES || m->dirty_files;
   if (writer == m && stale) {
     rc = commit_ns(m, 1);

@@ -19,6 +19,8 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <linux/magic.h>
+#include <sys/vfs.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1104,17 +1106,28 @@ static int cmd_umount(int argc, char **argv)
       fclose(f);
   }
   /* Commit first (an fsync of the mount root commits every namespace): if that fails, a
-   * full disk say, unmounting would drop what is not committed, so nothing is unmounted. */
-  int root = daemon_pid > 0 ? open(argv[1], O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-  if (root >= 0) {
-    int rc = fsync(root) < 0 ? errno : 0;
-    close(root);
-    if (rc)
-      return fail(EXIT_FAIL,
-                  "%s is still mounted: its changes cannot be committed (%s; the log says more: %s/cairn.log). "
-                  "Make room and run cairn umount again; fusermount3 -u %s unmounts and drops what is not committed",
-                  argv[1], strerror(rc), home, argv[1]);
+   * full disk say, unmounting would drop what is not committed, so nothing is unmounted.
+   * A child asks, so that a long commit can be reported while it runs; it checks the
+   * mount is FUSE's (any way it was mounted) and lets a dead daemon's mount through. */
+  pid_t committer = fork();
+  if (committer == 0) {
+    struct statfs sf;
+    if (statfs(argv[1], &sf) < 0 || sf.f_type != FUSE_SUPER_MAGIC)
+      _exit(0);
+    int root = open(argv[1], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    _exit(root < 0 || fsync(root) == 0 ? 0 : errno > 0 && errno < 126 ? errno : EIO);
   }
+  int commit_status = 0;
+  for (int waited = 0; committer > 0 && waitpid(committer, &commit_status, WNOHANG) == 0; waited++) {
+    if (waited == 20)
+      fprintf(stderr, "cairn: committing what %s holds before unmounting...\n", argv[1]);
+    usleep(100 * 1000);
+  }
+  if (committer > 0 && WIFEXITED(commit_status) && WEXITSTATUS(commit_status) != 0)
+    return fail(EXIT_FAIL,
+                "%s is still mounted: its changes cannot be committed (%s; the log says more: %s/cairn.log). "
+                "Make room and run cairn umount again; fusermount3 -u %s unmounts and drops what is not committed",
+                argv[1], strerror(WEXITSTATUS(commit_status)), home, argv[1]);
   pid_t child = fork();
   if (child == 0) {
     /* fusermount3 works for the mounting user and for root alike */
