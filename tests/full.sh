@@ -20,7 +20,15 @@ C ns new --name s >/dev/null
 # ---- a commit that cannot be made: cairn umount keeps the mount ----
 check "cairn mount with its home on a 48 MiB tmpfs" sh -c "\"$CAIRN\" mount --commit-interval 3600 '$M' && mountpoint -q '$M'"
 MOUNTS="$M"
+seq_of() { C ns ls | awk '$NF == "s" {print $4}'; }
+echo "committed" > "$M/s/old.txt"
+python3 -c "import os, sys; os.fsync(os.open(sys.argv[1], os.O_RDONLY))" "$M/s/old.txt"
 echo "written before the disk fills" > "$M/s/late.txt"
+# (the commit interval is an hour: nothing commits late.txt behind the test's back)
+seq_before=$(seq_of)
+getfattr --only-values -n user.cairn.cap "$M/s/old.txt" > /dev/null 2>&1 && [ "$(seq_of)" = "$seq_before" ] \
+  && ok "the cap of a committed file makes no commit while another file waits for one" \
+  || not_ok "user.cairn.cap of a committed file committed ($seq_before -> $(seq_of))"
 head -c 100000000 /dev/zero > "$CAIRN_HOME/filler" 2>/dev/null # fills the tmpfs
 expect_exit 1 "cairn umount with a commit failing for room exits 1" C umount "$M"
 stderr_has "... saying the mount stays and why" "still mounted: its changes cannot be committed (No space left on device"
