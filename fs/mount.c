@@ -385,7 +385,6 @@ static void close_staging(inode *n)
     M.staging_files--;
     pthread_cond_broadcast(&M.staging_freed);
   }
-  n->staging_fd = -1;
   reset_sealed(n, 0);
 }
 
