@@ -567,16 +567,23 @@ static void fill_stat(inode *n, struct stat *st)
   }
 }
 
-static void reply_entry(fuse_req_t req, inode *n)
+/* An answer worked out under M.lock and sent once it is released. Sending wakes the
+ * caller; while the lock was held across that, the sealing thread waited for it so often
+ * in a copy of many small files that each file cost several more thread wake-ups. */
+typedef struct {
+  int err; /* the error to answer, or 0 for the entry */
+  struct fuse_entry_param e;
+} entry_answer;
+
+static void set_entry(entry_answer *a, inode *n)
 {
-  struct fuse_entry_param e = {0};
+  memset(a, 0, sizeof *a);
   n->nlookup++;
-  e.ino = n->ino;
-  e.generation = 1;
-  e.attr_timeout = ATTR_TIMEOUT;
-  e.entry_timeout = ATTR_TIMEOUT;
-  fill_stat(n, &e.attr);
-  fuse_reply_entry(req, &e);
+  a->e.ino = n->ino;
+  a->e.generation = 1;
+  a->e.attr_timeout = ATTR_TIMEOUT;
+  a->e.entry_timeout = ATTR_TIMEOUT;
+  fill_stat(n, &a->e.attr);
 }
 
 /* Whether every change to m's names goes through this mount: a namespace it writes (the
@@ -589,11 +596,18 @@ static int writes_here(const mount_ns *m)
 
 /* "No such name", which the kernel may remember like a name (a negative entry): a cp -r
  * then looks each new name up once, not three times, before creating it. */
-static void reply_no_entry(fuse_req_t req)
+static void set_no_entry(entry_answer *a)
 {
-  struct fuse_entry_param e = {0};
-  e.entry_timeout = ATTR_TIMEOUT;
-  fuse_reply_entry(req, &e);
+  memset(a, 0, sizeof *a);
+  a->e.entry_timeout = ATTR_TIMEOUT;
+}
+
+static void send_entry(fuse_req_t req, const entry_answer *a)
+{
+  if (a->err)
+    fuse_reply_err(req, a->err);
+  else
+    fuse_reply_entry(req, &a->e);
 }
 
 static int err_of(int rc)
@@ -705,7 +719,7 @@ static int is_object_cap(enum cn_cap_kind k)
  * own name: a directory cap as a directory, a file cap as the file itself, so that cat,
  * cp and ls work on MNT/<cap> directly. Nothing is added to the keyring; each view is kept
  * until unmount (like snapshots) and is not listed at the root. */
-static void lookup_object_cap(fuse_req_t req, const cn_cap *cap)
+static void lookup_object_cap(entry_answer *a, const cn_cap *cap)
 {
   mount_ns *m = M.caps;
   while (m && (m->ns->cap.kind != cap->kind || memcmp(m->ns->cap.a, cap->a, sizeof cap->a) ||
@@ -716,7 +730,7 @@ static void lookup_object_cap(fuse_req_t req, const cn_cap *cap)
     int rc = cn_ns_open_cap(M.store, cap, &ns);
     if (rc < 0) {
       cn_log("lookup of a '%s' cap at the mount root: %s", cn_cap_kind_name(cap->kind), cn_err());
-      fuse_reply_err(req, rc == -EACCES ? EACCES : rc == -EIO ? EIO : ENOENT);
+      a->err = rc == -EACCES ? EACCES : rc == -EIO ? EIO : ENOENT;
       return;
     }
     m = calloc(1, sizeof *m);
@@ -731,26 +745,26 @@ static void lookup_object_cap(fuse_req_t req, const cn_cap *cap)
     m->next = M.caps;
     M.caps = m;
   }
-  reply_entry(req, cn_ns_cap_file(m->ns) ? entry_inode(m, m->ns->root.dir->ents[0]) : m->root);
+  set_entry(a, cn_ns_cap_file(m->ns) ? entry_inode(m, m->ns->root.dir->ents[0]) : m->root);
 }
 
 /* A cap string looked up at the root: add it to the keyring and show its namespace. */
-static void lookup_cap(fuse_req_t req, const char *name)
+static void lookup_cap(entry_answer *a, const char *name)
 {
   cn_cap cap;
   cn_nskey key;
   if (cn_cap_parse(name, &cap) == 0 && is_object_cap(cap.kind)) {
-    lookup_object_cap(req, &cap);
+    lookup_object_cap(a, &cap);
     return;
   }
   if (cn_cap_parse(name, &cap) < 0 || cn_nskey_from_cap(&key, &cap) < 0) {
     cn_log("lookup of '%.24s…' at the mount root: %s", name, cn_err());
-    fuse_reply_err(req, ENOENT);
+    a->err = ENOENT;
     return;
   }
   if (key.access < CN_ACCESS_READ) {
     cn_log("lookup of a verify-cap at the mount root: a verify-cap cannot be read (use cairn host)");
-    fuse_reply_err(req, ENOENT);
+    a->err = ENOENT;
     return;
   }
   cn_keyring kr;
@@ -765,11 +779,11 @@ static void lookup_cap(fuse_req_t req, const char *name)
     rc = attach_ns(&key, &m);
   if (rc < 0) {
     cn_log("cannot add the namespace named by a cap: %s", cn_err());
-    fuse_reply_err(req, err_of(rc));
+    a->err = err_of(rc);
     return;
   }
   inode *link = root_link(m->id);
-  reply_entry(req, link);
+  set_entry(a, link);
 }
 
 /* ---- snapshots ---- */
@@ -914,15 +928,16 @@ static int dir_of(inode *n, cn_dir **out)
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+  entry_answer a = {0};
   pthread_mutex_lock(&M.lock);
   int loaded = load_dir_of(parent);
   inode *p = find_inode(parent);
   if (loaded < 0) {
-    fuse_reply_err(req, -loaded == EIO || -loaded == EBADMSG ? EIO : -loaded);
+    a.err = -loaded == EIO || -loaded == EBADMSG ? EIO : -loaded;
   } else if (!p) {
-    fuse_reply_err(req, ENOENT);
+    a.err = ENOENT;
   } else if (strlen(name) > 255) {
-    fuse_reply_err(req, ENAMETOOLONG);
+    a.err = ENAMETOOLONG;
   } else if (p->kind == I_ROOT) {
     mount_ns *m;
     char id[CN_NSID_LEN + 1];
@@ -930,37 +945,38 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     for (m = M.namespaces; m && !found; m = found ? m : m->next)
       found = !strcmp(m->id, name);
     if (found)
-      reply_entry(req, m->root);
+      set_entry(&a, m->root);
     else if (!strncasecmp(name, "cairn-", 6))
-      lookup_cap(req, name);
+      lookup_cap(&a, name);
     else if (petname_target(name, id))
-      reply_entry(req, root_link(id));
+      set_entry(&a, root_link(id));
     else
-      fuse_reply_err(req, ENOENT);
+      a.err = ENOENT;
   } else if (p->kind == I_SNAPDIR) {
     mount_ns *snap;
     int rc = attach_snapshot(p->mns, name, &snap);
     if (rc < 0)
-      fuse_reply_err(req, -rc == ENOENT ? ENOENT : EIO);
+      a.err = -rc == ENOENT ? ENOENT : EIO;
     else
-      reply_entry(req, snap->root);
+      set_entry(&a, snap->root);
   } else if (p->kind == I_NSROOT && !p->mns->snapshot_name[0] && !p->mns->ns->from_cap &&
              !strcmp(name, SNAPSHOTS_NAME)) {
-    reply_entry(req, snapdir_inode(p->mns));
+    set_entry(&a, snapdir_inode(p->mns));
   } else {
     cn_dir *d;
     int rc = dir_of(p, &d);
     cn_entry *e = rc ? NULL : fs_dir_find(d, name, NULL);
     if (rc < 0)
-      fuse_reply_err(req, -rc);
+      a.err = -rc;
     else if (!e && writes_here(p->mns))
-      reply_no_entry(req);
+      set_no_entry(&a);
     else if (!e)
-      fuse_reply_err(req, ENOENT);
+      a.err = ENOENT;
     else
-      reply_entry(req, entry_inode(p->mns, e));
+      set_entry(&a, entry_inode(p->mns, e));
   }
   pthread_mutex_unlock(&M.lock);
+  send_entry(req, &a);
 }
 
 static void forget_one(fuse_ino_t ino, uint64_t count)
@@ -991,16 +1007,16 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+  struct stat st;
   pthread_mutex_lock(&M.lock);
   inode *n = find_inode(ino);
-  if (!n) {
-    fuse_reply_err(req, ENOENT);
-  } else {
-    struct stat st;
+  if (n)
     fill_stat(n, &st);
-    fuse_reply_attr(req, &st, ATTR_TIMEOUT);
-  }
   pthread_mutex_unlock(&M.lock);
+  if (n)
+    fuse_reply_attr(req, &st, ATTR_TIMEOUT);
+  else
+    fuse_reply_err(req, ENOENT);
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -1655,7 +1671,7 @@ static void *seal_ahead(void *arg)
     pthread_mutex_unlock(&M.lock);
     cn_ref *refs;
     size_t n_refs;
-    uint64_t cut_end;
+    uint64_t cut_end = 0, punch_from = 0;
     int rc = fs_file_seal_ahead(ns, fd, from, to, to_end, &refs, &n_refs, &cut_end);
     close(fd);
     pthread_mutex_lock(&M.lock);
@@ -1675,7 +1691,7 @@ static void *seal_ahead(void *arg)
       memcpy(all + n->n_sealed, refs, n_refs * sizeof *refs);
       n->sealed = all;
       n->n_sealed += n_refs;
-      punch_sealed(n, n->sealed_end, cut_end);
+      punch_from = n->sealed_end;
       n->sealed_end = cut_end;
       account_staging(n);
       n->sealed_to_end = to_end;
@@ -1693,6 +1709,9 @@ static void *seal_ahead(void *arg)
     free(refs);
     queue_sealing(n);
     take_closed(n);
+    /* a file taken just now has closed its staging: punching it first was wasted */
+    if (punch_from < cut_end && gen == n->seal_gen && n->staging_fd >= 0)
+      punch_sealed(n, punch_from, cut_end);
     maybe_free(n); /* it may have been let go while its job ran */
   }
   pthread_mutex_unlock(&M.lock);
@@ -1762,7 +1781,8 @@ static cn_entry *new_entry(fuse_req_t req, inode *p, const char *name, cn_ftype 
   return e;
 }
 
-static void insert_new(fuse_req_t req, inode *p, cn_dir *d, size_t pos, cn_entry *e, struct fuse_file_info *fi)
+static void insert_new(entry_answer *a, inode *p, cn_dir *d, size_t pos, cn_entry *e,
+                       struct fuse_file_info *fi)
 {
   fs_dir_insert(d, pos, e);
   fs_touch_dir(p->mns->ns, d);
@@ -1772,28 +1792,21 @@ static void insert_new(fuse_req_t req, inode *p, cn_dir *d, size_t pos, cn_entry
   if (fi) {
     n->opens++;
     n->writers += (fi->flags & O_ACCMODE) != O_RDONLY;
-    struct fuse_entry_param ep = {0};
-    n->nlookup++;
-    ep.ino = n->ino;
-    ep.generation = 1;
-    ep.attr_timeout = ep.entry_timeout = ATTR_TIMEOUT;
-    fill_stat(n, &ep.attr);
-    fuse_reply_create(req, &ep, fi);
-  } else {
-    reply_entry(req, n);
   }
+  set_entry(a, n);
 }
 
 static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name, cn_ftype type,
                       mode_t mode, const char *target, struct fuse_file_info *fi)
 {
+  entry_answer a = {0};
   pthread_mutex_lock(&M.lock);
   inode *p = find_inode(parent);
   cn_dir *d;
   size_t pos;
   int rc = prepare_create(p, name, &d, &pos);
   if (rc < 0) {
-    fuse_reply_err(req, -rc);
+    a.err = -rc;
   } else {
     cn_entry *e = new_entry(req, p, name, type, mode);
     if (target) {
@@ -1801,9 +1814,13 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name, cn_ft
       e->attr.size = strlen(target);
       cn_buf_put(&e->content, target, strlen(target));
     }
-    insert_new(req, p, d, pos, e, fi);
+    insert_new(&a, p, d, pos, e, fi);
   }
   pthread_mutex_unlock(&M.lock);
+  if (fi && !a.err)
+    fuse_reply_create(req, &a.e, fi);
+  else
+    send_entry(req, &a);
 }
 
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
