@@ -57,6 +57,13 @@
 /* A file written by appending from empty is sealed behind the writer once this much is
  * unsealed, so a commit (fsync, close) finds most of it sealed already. */
 #define SEAL_AHEAD_BYTES (32u << 20)
+/* Small closed files wait for the sealing thread in batches: it naps SEAL_NAP_NS between
+ * looks while files keep coming (for SEAL_AWAKE_NS after the last), and is signalled only
+ * when SEAL_BATCH files wait, or a large file does. Signalling it per file cost a thread
+ * wake-up per copied file, on this VM an IPI to the other vCPU. */
+#define SEAL_BATCH 32
+#define SEAL_NAP_NS (2 * 1000000)
+#define SEAL_AWAKE_NS (100ll * 1000000)
 /* Staging starts in memory (memfd: no file system inode to allocate and free for each of
  * thousands of small files) and moves to $CAIRN_HOME/tmp when a file grows past this. */
 #define MEM_STAGING_MAX (16u << 20)
@@ -167,6 +174,9 @@ static struct {
   int commit_early; /* a namespace has COMMIT_EARLY_BYTES sealed and uncommitted */
   inode *seal_queue, *seal_queue_tail; /* oldest first: a timer commit leaves queued files
                                           out, so none may wait behind newer ones */
+  unsigned seal_queue_len;
+  int seal_asleep;         /* the sealing thread waits for a signal, not a SEAL_NAP_NS nap */
+  int64_t seal_queued_ns;  /* when a file was last queued */
   /* Open staging files: each is a file descriptor, and those in memory hold the bytes
    * copied into them until they are sealed. Past either budget (half the descriptor
    * limit, an eighth of memory up to 1 GiB), a new one waits for sealing or a commit to
@@ -265,6 +275,7 @@ static void reset_sealed(inode *n, int append_only)
         if (M.seal_queue_tail == n)
           M.seal_queue_tail = prev;
         n->seal_queued = 0;
+        M.seal_queue_len--;
         break;
       }
 }
@@ -286,7 +297,10 @@ static void queue_sealing(inode *n)
   else
     M.seal_queue = n;
   M.seal_queue_tail = n;
-  pthread_cond_signal(&M.seal_work);
+  M.seal_queue_len++;
+  M.seal_queued_ns = fs_now_ns();
+  if (M.seal_asleep || M.seal_queue_len >= SEAL_BATCH || unsealed >= SEAL_AHEAD_BYTES)
+    pthread_cond_signal(&M.seal_work);
 }
 
 /* Sealed bytes leave the staging file: the chunks hold them, and the flush's syncfs would
@@ -1078,7 +1092,9 @@ static void wait_staging_room(int on_disk)
   clock_gettime(CLOCK_REALTIME, &deadline);
   deadline.tv_sec += STAGING_WAIT_S;
   while (staging_full(on_disk) && !M.stopping) {
-    if (!M.seal_queue && !M.commit_early) {
+    if (M.seal_queue) {
+      pthread_cond_signal(&M.seal_work); /* sealing closes staging: no need to wait a nap */
+    } else if (!M.commit_early) {
       /* nothing is left to seal: closed files that were not appended to wait for a commit */
       M.commit_early = 1;
       pthread_cond_signal(&M.wake);
@@ -1653,13 +1669,25 @@ static void *seal_ahead(void *arg)
   while (!M.stopping) {
     inode *n = M.seal_queue;
     if (!n) {
-      pthread_cond_wait(&M.seal_work, &M.lock);
+      if (fs_now_ns() - M.seal_queued_ns < SEAL_AWAKE_NS) {
+        struct timespec nap;
+        clock_gettime(CLOCK_REALTIME, &nap);
+        nap.tv_nsec += SEAL_NAP_NS;
+        nap.tv_sec += nap.tv_nsec / 1000000000;
+        nap.tv_nsec %= 1000000000;
+        pthread_cond_timedwait(&M.seal_work, &M.lock, &nap);
+      } else {
+        M.seal_asleep = 1;
+        pthread_cond_wait(&M.seal_work, &M.lock);
+        M.seal_asleep = 0;
+      }
       continue;
     }
     M.seal_queue = n->next_seal;
     if (!M.seal_queue)
       M.seal_queue_tail = NULL;
     n->seal_queued = 0;
+    M.seal_queue_len--;
     int fd = n->append_only && n->staging_fd >= 0 ? dup(n->staging_fd) : -1;
     if (fd < 0)
       continue;
