@@ -50,6 +50,7 @@ static struct {
 } L = {.mu = PTHREAD_MUTEX_INITIALIZER, .turn = PTHREAD_COND_INITIALIZER, .watch = PTHREAD_COND_INITIALIZER};
 
 static _Thread_local worker *self;
+static _Thread_local unsigned write_flags; /* of the FUSE_WRITE being answered */
 
 static void *serve(void *arg);
 
@@ -108,6 +109,20 @@ static int takes_long(const struct fuse_buf *buf)
   }
 }
 
+static unsigned request_write_flags(const struct fuse_buf *buf)
+{
+  const struct fuse_in_header *in = buf->mem;
+  if (buf->flags & FUSE_BUF_IS_FD || buf->size < sizeof *in + sizeof(struct fuse_write_in) ||
+      in->opcode != FUSE_WRITE)
+    return 0;
+  return ((const struct fuse_write_in *)(in + 1))->write_flags;
+}
+
+int cn_loop_write_kills_suidgid(void)
+{
+  return (write_flags & FUSE_WRITE_KILL_SUIDGID) != 0;
+}
+
 static void *serve(void *arg)
 {
   worker *w = arg;
@@ -146,7 +161,9 @@ static void *serve(void *arg)
       }
     }
     pthread_mutex_unlock(&L.mu);
+    write_flags = request_write_flags(&w->buf);
     fuse_session_process_buf(L.se, &w->buf);
+    write_flags = 0;
     pthread_mutex_lock(&L.mu);
     if (L.reader == w)
       L.answering = 0;

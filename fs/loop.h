@@ -12,4 +12,10 @@ int cn_loop_run(struct fuse_session *se, int max_threads);
  * network): another thread takes over reading requests meanwhile. No-op elsewhere. */
 void cn_loop_yield(void);
 
+/* Whether the write this thread is answering must clear the file's set-user-ID and
+ * set-group-ID bits: the kernel asks so (FUSE_WRITE_KILL_SUIDGID) when the writer lacks
+ * CAP_FSETID and it does not clear them itself, as for a file opened with direct_io.
+ * libfuse 3.14 does not pass that flag on. 0 outside a write. */
+int cn_loop_write_kills_suidgid(void);
+
 #endif

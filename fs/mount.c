@@ -1409,16 +1409,26 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
   }
   if (rc < 0 && rc != -EISDIR && rc != -EROFS && !(rc == -ENOSPC && M.disk_full_logged))
     cn_log("write to '%s' failed: %s", n->entry->name, cn_err());
+  int killed = 0;
   if (!rc) {
     cn_attr *a = &n->entry->attr;
     if ((uint64_t)off + (uint64_t)w > a->size)
       a->size = (uint64_t)off + (uint64_t)w;
     a->mtime_ns = a->ctime_ns = fs_now_ns();
+    /* as the kernel does for cached writes: set-group-ID without group execute marks
+     * mandatory locking, not privilege, and stays */
+    mode_t kill = S_ISUID | ((a->mode & S_IXGRP) ? S_ISGID : 0);
+    if ((a->mode & kill) && cn_loop_write_kills_suidgid()) {
+      a->mode &= ~kill;
+      killed = 1;
+    }
     mark_file_dirty(n, (uint64_t)off, (uint64_t)off + (uint64_t)w);
     if (!n->sealing)
       queue_sealing(n);
   }
   pthread_mutex_unlock(&M.lock);
+  if (killed) /* the kernel's cached mode still has the bits */
+    fuse_lowlevel_notify_inval_inode(M.se, ino, -1, 0);
   if (rc < 0)
     fuse_reply_err(req, -rc);
   else
@@ -1809,6 +1819,16 @@ static cn_entry *new_entry(fuse_req_t req, inode *p, const char *name, cn_ftype 
   return e;
 }
 
+/* A file opened only for writing bypasses the page cache (direct_io). Nothing reads
+ * through such a handle, and a cached write cost a copy into page cache pages plus a
+ * round trip per write: the kernel asks for security.capability before clearing set-ID
+ * bits itself. For a direct write it asks the file system to clear them instead
+ * (cn_loop_write_kills_suidgid). mmap needs read access, so no mapping is lost. */
+static void choose_io(struct fuse_file_info *fi)
+{
+  fi->direct_io = (fi->flags & O_ACCMODE) == O_WRONLY;
+}
+
 static void insert_new(entry_answer *a, inode *p, cn_dir *d, size_t pos, cn_entry *e,
                        struct fuse_file_info *fi)
 {
@@ -1820,6 +1840,7 @@ static void insert_new(entry_answer *a, inode *p, cn_dir *d, size_t pos, cn_entr
   if (fi) {
     n->opens++;
     n->writers += (fi->flags & O_ACCMODE) != O_RDONLY;
+    choose_io(fi);
   }
   set_entry(a, n);
 }
@@ -2140,6 +2161,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     n->writers += (fi->flags & O_ACCMODE) != O_RDONLY;
     /* committed content never changes under an inode, so the page cache can keep it */
     fi->keep_cache = n->staging_fd < 0 && !n->dirty;
+    choose_io(fi);
   }
   pthread_mutex_unlock(&M.lock);
   if (rc < 0)
