@@ -1709,7 +1709,7 @@ static void *seal_ahead(void *arg)
     pthread_mutex_unlock(&M.lock);
     cn_ref *refs;
     size_t n_refs;
-    uint64_t cut_end = 0, punch_from = 0;
+    uint64_t cut_end, punch_from = 0, punch_to = 0; /* sealed bytes to punch out */
     int rc = fs_file_seal_ahead(ns, fd, from, to, to_end, &refs, &n_refs, &cut_end);
     close(fd);
     pthread_mutex_lock(&M.lock);
@@ -1730,6 +1730,7 @@ static void *seal_ahead(void *arg)
       n->sealed = all;
       n->n_sealed += n_refs;
       punch_from = n->sealed_end;
+      punch_to = cut_end;
       n->sealed_end = cut_end;
       account_staging(n);
       n->sealed_to_end = to_end;
@@ -1748,8 +1749,8 @@ static void *seal_ahead(void *arg)
     queue_sealing(n);
     take_closed(n);
     /* a file taken just now has closed its staging: punching it first was wasted */
-    if (punch_from < cut_end && gen == n->seal_gen && n->staging_fd >= 0)
-      punch_sealed(n, punch_from, cut_end);
+    if (punch_to > punch_from && gen == n->seal_gen && n->staging_fd >= 0)
+      punch_sealed(n, punch_from, punch_to);
     maybe_free(n); /* it may have been let go while its job ran */
   }
   pthread_mutex_unlock(&M.lock);
