@@ -46,8 +46,13 @@
  * processes out, snapshots never change), so the kernel may cache names and attributes. */
 #define ATTR_TIMEOUT 3600.0
 /* At most this many threads push decrypted chunks into the page cache at once, so that
- * the others stay free to answer the reads those pushes may wait for. */
+ * the others stay free to answer the reads those pushes may wait for. Only reads away
+ * from where the last one ended push (random reads): the kernel's readahead already asks
+ * for what a sequential reader needs, and a push into pages its readahead has locked waits
+ * for them (a cold 1 GiB read ran at 38 MiB/s with 128 KiB of readahead, docs/FS.md). */
 #define MAX_CACHE_PUSHES 4
+/* The readahead the mount asks the kernel for (raise_readahead). */
+#define MAX_READAHEAD_BYTES (1u << 20)
 /* Chunks read ahead during sequential reads: local ones by the kernel in the background,
  * remote ones by the peer layer (about 8 MiB in flight keeps a loopback transfer busy). */
 #define READAHEAD_CHUNKS 32
@@ -119,6 +124,7 @@ struct inode {
   size_t loading[READ_CACHE_CHUNKS]; /* chunk indexes being decrypted, SIZE_MAX for none */
   uint64_t read_gen;  /* bumped whenever extents or cache are dropped */
   size_t ahead_until; /* chunks before this index were read ahead already */
+  uint64_t read_end;  /* where the last read of its chunks ended: tells sequential reads */
   /* Sealing ahead (seal_ahead thread): while a file is only appended to from empty, its
    * chunks up to sealed_end are sealed already; any other change drops them (gen), after
    * unseal() has put their bytes back: staging below sealed_end is a hole (punch_sealed).
@@ -236,6 +242,7 @@ static void drop_read_state(inode *n)
   n->n_extents = 0;
   n->have_extents = 0;
   n->ahead_until = 0;
+  n->read_end = 0;
   for (size_t i = 0; i < READ_CACHE_CHUNKS; i++) {
     free(n->cache[i].data);
     n->cache[i].data = NULL;
@@ -1333,11 +1340,14 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
       else
         got = below + (size_t)r;
     } else {
-      int may_push = M.pushes < MAX_CACHE_PUSHES;
+      uint64_t from = (uint64_t)off;
+      int sequential = from + MAX_READAHEAD_BYTES >= n->read_end && from <= n->read_end + MAX_READAHEAD_BYTES;
+      int may_push = !sequential && M.pushes < MAX_CACHE_PUSHES;
       free(fresh);
       fresh = NULL;
-      rc = read_chunks(n, buf, size, (uint64_t)off, &got, may_push ? &fresh : NULL, &fresh_len,
-                       &fresh_off);
+      rc = read_chunks(n, buf, size, from, &got, may_push ? &fresh : NULL, &fresh_len, &fresh_off);
+      if (rc == 0)
+        n->read_end = from + got;
     }
   } while (rc == -EAGAIN);
   push = rc == 0 && fresh && M.pushes < MAX_CACHE_PUSHES;
@@ -2534,7 +2544,6 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 
 /* ---- session ---- */
 
-#define MAX_READAHEAD_BYTES (1u << 20)
 
 /* mountinfo escapes space, tab, newline and backslash as \ooo */
 static void unescape_mountinfo(char *s)

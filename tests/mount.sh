@@ -370,6 +370,19 @@ mount_fg "$M"
 check "everything is there after a remount" diff -r -x pipe "$SRC" "$S/cp"
 [ "$(cat "$S/f1")" = two ] && [ "$(tail -c 3 "$S/sparse")" = end ] && cmp -s "$S/mid.bin" "$SCRATCH/mid.bin" \
   && ok "small, sparse and patched files survive the remount" || not_ok "files changed across remount"
+# cold reads of a committed file: random 4 KiB reads (each pushes its whole chunk into the
+# page cache), then a sequential read with the kernel's own 128 KiB readahead (no pushes)
+if [ "$(id -u)" = 0 ]; then echo 128 > "/sys/class/bdi/$(mountpoint -d "$M")/read_ahead_kb"; fi
+python3 - "$S/mid.bin" "$SCRATCH/mid.bin" <<'PY' && ok "random 4 KiB reads of a committed file return its bytes" || not_ok "random reads differ"
+import os, random, sys
+a, b = (os.open(p, os.O_RDONLY) for p in sys.argv[1:])
+rng = random.Random(3)
+size = os.fstat(b).st_size
+for off in (rng.randrange(size) for _ in range(300)):
+    if os.pread(a, 4096, off) != os.pread(b, 4096, off):
+        sys.exit(1)
+PY
+cmp -s "$S/mid.bin" "$SCRATCH/mid.bin" && ok "... and a sequential read after them" || not_ok "sequential read after random reads differs"
 
 echo "kill me" > "$S/unsynced-but-fsynced"
 python3 -c "
