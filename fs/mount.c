@@ -1316,6 +1316,13 @@ static int read_chunks(inode *n, uint8_t *out, size_t size, uint64_t off, size_t
   return 0;
 }
 
+/* A read within the readahead of where the file's last read ended continues a sequential
+ * reader, whom the kernel's own readahead serves. */
+static int reads_on(const inode *n, uint64_t off)
+{
+  return off + MAX_READAHEAD_BYTES >= n->read_end && off <= n->read_end + MAX_READAHEAD_BYTES;
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
   uint8_t *buf = malloc(size ? size : 1), *fresh = NULL;
@@ -1340,14 +1347,13 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
       else
         got = below + (size_t)r;
     } else {
-      uint64_t from = (uint64_t)off;
-      int sequential = from + MAX_READAHEAD_BYTES >= n->read_end && from <= n->read_end + MAX_READAHEAD_BYTES;
-      int may_push = !sequential && M.pushes < MAX_CACHE_PUSHES;
+      int may_push = !reads_on(n, (uint64_t)off) && M.pushes < MAX_CACHE_PUSHES;
       free(fresh);
       fresh = NULL;
-      rc = read_chunks(n, buf, size, from, &got, may_push ? &fresh : NULL, &fresh_len, &fresh_off);
+      rc = read_chunks(n, buf, size, (uint64_t)off, &got, may_push ? &fresh : NULL, &fresh_len,
+                       &fresh_off);
       if (rc == 0)
-        n->read_end = from + got;
+        n->read_end = (uint64_t)off + got;
     }
   } while (rc == -EAGAIN);
   push = rc == 0 && fresh && M.pushes < MAX_CACHE_PUSHES;
@@ -2543,7 +2549,6 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 }
 
 /* ---- session ---- */
-
 
 /* mountinfo escapes space, tab, newline and backslash as \ooo */
 static void unescape_mountinfo(char *s)
